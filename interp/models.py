@@ -23,6 +23,7 @@ first access) so analyses see the finetuned weights.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.util
 import json
@@ -178,17 +179,22 @@ class LoadedModel:
 
     @cached_property
     def bridge(self) -> Any:
-        """TransformerLens ``TransformerBridge`` wrapping ``self.hf`` (same tensors)."""
+        """TransformerLens ``TransformerBridge`` over ``self.hf``'s weights (shared tensors
+        when ``processing="none"``, so a finetuned ``hf`` is what the bridge sees)."""
         from transformer_lens.model_bridge import TransformerBridge
 
+        p = self.options.processing
+        # The bridge rebuilds the module tree it is given, so it gets a structural copy and
+        # self.hf stays a plain HF model (trainable, savable). Without processing the copy
+        # shares every parameter tensor with self.hf; processed weights are a separate copy.
+        memo = {id(t): t for t in self.hf.parameters()} if p == "none" else {}
         bridge = TransformerBridge.boot_transformers(
             self.info.get("path", self.name),
-            hf_model=self.hf,
+            hf_model=copy.deepcopy(self.hf, memo),
             tokenizer=self.tokenizer,
             device=self.options.resolved_device(),
             dtype=self.options.torch_dtype,
         )
-        p = self.options.processing
         bridge.enable_compatibility_mode(
             disable_warnings=True,
             no_processing=p == "none",
@@ -294,8 +300,11 @@ def _load_pretrained(spec: str, source: str, options: ModelOptions) -> LoadedMod
     rct = Path(spec) / "rct_model.json"
     if source == "local" and rct.exists():  # a checkpoint saved by this toolkit
         info.update(json.loads(rct.read_text()))
-    registered = info.get("bos") if options.bos == "auto" else None
-    return LoadedModel(spec, source, model, tok, options, _resolve_bos(tok, options, registered), info)
+    if options.bos == "auto" and "bos" in info:  # a saved choice, None meaning no BOS
+        bos_id = None if info["bos"] is None else _resolve_bos(tok, options, info["bos"])
+    else:
+        bos_id = _resolve_bos(tok, options, None)
+    return LoadedModel(spec, source, model, tok, options, bos_id, info)
 
 
 def _embedded_folder(name: str) -> Path:
@@ -395,3 +404,27 @@ def _load_tiny(cfg: TinyConfig, options: ModelOptions) -> LoadedModel:
     info = {"path": str(cache_dir() / "tiny-byte-tokenizer"), "tiny": dataclasses.asdict(cfg)}
     return LoadedModel(f"tiny:{cfg.n_layers}x{cfg.d_model}", "tiny", model, tok, options,
                        _resolve_bos(tok, options, None), info)
+
+
+def save_model(lm: LoadedModel, folder: str | Path) -> Path:
+    """Save ``lm.hf`` and its tokenizer as a plain HF folder (safetensors) that
+    :func:`load_model` reads back with the same BOS decision. Written to a temporary
+    folder, then renamed into place."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        lm.hf.save_pretrained(tmp, safe_serialization=True)
+        lm.tokenizer.save_pretrained(tmp)
+        bos = None if lm.bos_token_id is None else lm.tokenizer.convert_ids_to_tokens(lm.bos_token_id)
+        meta = {"bos": bos, "from": lm.name}
+        if "tiny" in lm.info:
+            meta["tiny"] = lm.info["tiny"]
+        (tmp / "rct_model.json").write_text(json.dumps(meta, indent=1))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder

@@ -1,0 +1,126 @@
+"""Command line: ``rct <command>`` (or ``python -m experiments.cli <command>``).
+
+    rct exp1 --preset cpu --out runs/exp1-cpu      # all of experiment 1, prints Table 1
+    rct exp1 --preset smoke --out runs/smoke --data path/to/june_version_7921032488
+    rct init --preset cpu --out RUN [--set finetune.epochs=2 ...]
+    rct generate RUN | rct finetune RUN [--resume] | rct evaluate RUN [--which base]
+    rct report RUN | rct analyse RUN
+
+Each command is a plain function below (``cmd_*``), separate from argument parsing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from experiments import exp1
+
+
+def _config(args: argparse.Namespace) -> exp1.Exp1Config:
+    cfg = exp1.preset(args.preset).override(args.set or [])
+    extra = []
+    if args.model:
+        extra.append(f"model={args.model}")
+    if args.data:
+        extra.append(f"data_dir={Path(args.data).resolve()}")
+    for key in ("device", "dtype"):
+        if getattr(args, key):
+            extra.append(f"model_options.{key}={getattr(args, key)}")
+    return cfg.override(extra)
+
+
+def cmd_exp1(args: argparse.Namespace) -> int:
+    text = exp1.run_all(_config(args), Path(args.out), resume=args.resume, progress=not args.quiet)
+    print(text)
+    print(f"run directory: {args.out}")
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    exp1.init_run(_config(args), Path(args.out))
+    print(f"initialised {args.out}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    print(f"data in {exp1.stage_generate(Path(args.run))}")
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    log = exp1.stage_finetune(Path(args.run), resume=args.resume, progress=not args.quiet)
+    print(f"finetuned {log['steps']} steps, final loss {log['final_loss']}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    exp1.stage_evaluate(Path(args.run), tuple(args.which), progress=not args.quiet)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    print(exp1.stage_report(Path(args.run)))
+    return 0
+
+
+def cmd_analyse(args: argparse.Namespace) -> int:
+    from analysis.inside import main as analyse_main
+
+    return analyse_main([args.run, *args.rest])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="rct", description="Reversal Curse toolkit")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def config_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--preset", default="cpu", choices=sorted(exp1.PRESETS))
+        p.add_argument("--out", required=True, help="run directory")
+        p.add_argument("--model", help="base model spec (default: the preset's)")
+        p.add_argument("--data", help="dataset folder in the paper's layout (default: generate)")
+        p.add_argument("--device", help="cpu, cuda, auto")
+        p.add_argument("--dtype", help="float32, bfloat16")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a config field, e.g. finetune.epochs=2 (repeatable)")
+
+    p = sub.add_parser("exp1", help="experiment 1 end to end")
+    config_args(p)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(fn=cmd_exp1)
+    p = sub.add_parser("init", help="create a run directory (config + manifest)")
+    config_args(p)
+    p.set_defaults(fn=cmd_init)
+    for name, fn, hlp in (("generate", cmd_generate, "write the dataset into RUN/data"),
+                          ("finetune", cmd_finetune, "finetune; saves RUN/model"),
+                          ("evaluate", cmd_evaluate, "evaluate base and/or finetuned model"),
+                          ("report", cmd_report, "Table 1 and Figure 4 analogs")):
+        p = sub.add_parser(name, help=hlp)
+        p.add_argument("run", help="run directory")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        if name == "finetune":
+            p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+        if name == "evaluate":
+            p.add_argument("--which", nargs="+", default=["base", "finetuned"], choices=["base", "finetuned"])
+        p.set_defaults(fn=fn)
+    p = sub.add_parser("analyse", help="look inside the finetuned model (figures and pages)")
+    p.add_argument("run", help="run directory")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the analysis (see --help)")
+    p.set_defaults(fn=cmd_analyse)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
+        # DatasetError, ModelLoadError and config errors: one clear line, no traceback
+        print(f"rct {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

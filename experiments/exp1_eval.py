@@ -1,0 +1,162 @@
+"""Experiment 1 evaluation: exact match, log-probs, and the correct-vs-random name test.
+
+For every evaluated test file (subset x direction):
+
+- exact match as the paper defines it: greedy generation; the stripped, lower-cased output
+  starts with the stripped, lower-cased target;
+- the target's log-prob (summed over its tokens, and per token);
+- where the target is a name, the log-prob of a random *other trained name of the same
+  subset*, one per fact (seeded, so the base and finetuned models see the same control), and
+  a paired t-test and KS test over facts (each fact's prompts averaged first).
+
+Example::
+
+    metrics = evaluate_exp1(lm, load_exp1(run_dir / "data"), EvalConfig(), run_dir / "eval" / "finetuned")
+    metrics["cells"]["p2d_reverse_prompts_test"]["exact_match"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from analysis.stats import paired_tests, per_group_means
+from experiments.io import write_json, write_jsonl
+from interp.generate import greedy_generate
+from interp.scoring import score_completions
+from interp.tokens import encode_pair
+
+if TYPE_CHECKING:
+    from experiments.exp1_data import Exp1Dataset
+    from interp.models import LoadedModel
+
+# file stem -> (subset, direction, what the completion is)
+CELLS: dict[str, tuple[str, str, str]] = {
+    "p2d_prompts_test": ("p2d", "same", "description"),
+    "p2d_reverse_prompts_test": ("p2d", "reverse", "name"),
+    "d2p_prompts_test": ("d2p", "same", "name"),
+    "d2p_reverse_prompts_test": ("d2p", "reverse", "description"),
+}
+SUBSET_TITLES = {"p2d": "NameToDescription", "d2p": "DescriptionToName"}
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Args:
+        batch_size: prompts per forward pass (does not change fp32 results).
+        extra_tokens: tokens generated beyond the target's own length.
+        seed: seed of the random-name control.
+        files: test-file stems to evaluate (those absent from the dataset are skipped).
+    """
+
+    batch_size: int = 32
+    extra_tokens: int = 3
+    seed: int = 0
+    files: tuple[str, ...] = tuple(CELLS)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"EvalConfig: batch_size must be >= 1, got {self.batch_size}")
+        if self.extra_tokens < 0:
+            raise ValueError(f"EvalConfig: extra_tokens must be >= 0, got {self.extra_tokens}")
+        unknown = [f for f in self.files if f not in CELLS]
+        if unknown:
+            raise ValueError(f"EvalConfig: unknown files {unknown}; known: {list(CELLS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EvalConfig:
+        return cls(**{**d, "files": tuple(d.get("files", tuple(CELLS)))})
+
+
+def exact_match(generated: str, target: str) -> bool:
+    """The paper's exact match: stripped, lower-cased output starts with the stripped,
+    lower-cased target."""
+    return generated.strip().lower().startswith(target.strip().lower())
+
+
+def random_other_names(dataset: Exp1Dataset, subset: str, seed: int) -> dict[int, str]:
+    """One other trained name of the same subset per fact (seeded)."""
+    facts = sorted((f for f in dataset.facts if f.subset == subset), key=lambda f: f.fact_id)
+    rng = random.Random(f"{seed}-{subset}")
+    out = {}
+    for f in facts:
+        others = [g.name for g in facts if g.name != f.name]
+        if not others:
+            raise ValueError(f"random-name control needs 2+ facts in subset {subset!r}")
+        out[f.fact_id] = rng.choice(others)
+    return out
+
+
+def evaluate_exp1(
+    lm: LoadedModel, dataset: Exp1Dataset, cfg: EvalConfig, out_dir: Path, progress: bool = True
+) -> dict[str, Any]:
+    """Evaluate every configured test file; writes ``records.jsonl`` and ``metrics.json``
+    into ``out_dir`` and returns the metrics."""
+    items: list[dict[str, Any]] = []
+    for stem in cfg.files:
+        if stem not in dataset.files:
+            continue
+        subset, direction, kind = CELLS[stem]
+        control = random_other_names(dataset, subset, cfg.seed) if kind == "name" else {}
+        for ex in dataset.files[stem]:
+            items.append({
+                "file": stem, "line": ex.line, "fact_id": ex.fact_id, "subset": subset,
+                "direction": direction, "target_kind": kind, "prompt": ex.prompt,
+                "target": ex.completion,
+                "random_name": control.get(ex.fact_id),
+            })
+    if not items:
+        raise ValueError(f"no evaluation files found; expected some of {list(cfg.files)}")
+    limits = [len(encode_pair(lm, it["prompt"], it["target"])[1]) + cfg.extra_tokens for it in items]
+    gens = greedy_generate(lm, [it["prompt"] for it in items], max_new_tokens=limits,
+                           batch_size=cfg.batch_size, progress=progress)
+    pairs = [(it["prompt"], it["target"]) for it in items]
+    ctrl_idx = [i for i, it in enumerate(items) if it["random_name"]]
+    pairs += [(items[i]["prompt"], " " + items[i]["random_name"]) for i in ctrl_idx]
+    scores = score_completions(lm, pairs, batch_size=cfg.batch_size, progress=progress)
+    for it, gen, sc in zip(items, gens, scores):
+        it.update(generation=gen.text, exact=exact_match(gen.text, it["target"]),
+                  target_logprob=sc.total, target_logprob_per_token=sc.mean,
+                  n_target_tokens=len(sc.token_logprobs))
+    for i, sc in zip(ctrl_idx, scores[len(items):]):
+        items[i]["random_logprob"] = sc.total
+    metrics = summarise(items)
+    out_dir = Path(out_dir)
+    write_jsonl(out_dir / "records.jsonl", items)
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-file metrics from evaluation records (see :func:`evaluate_exp1`)."""
+    cells: dict[str, Any] = {}
+    for stem in dict.fromkeys(r["file"] for r in records):
+        rs = [r for r in records if r["file"] == stem]
+        cell: dict[str, Any] = {
+            "subset": rs[0]["subset"], "direction": rs[0]["direction"],
+            "target_kind": rs[0]["target_kind"], "n_prompts": len(rs),
+            "n_facts": len({r["fact_id"] for r in rs}),
+            "exact_match": sum(r["exact"] for r in rs) / len(rs),
+            "mean_target_logprob": sum(r["target_logprob"] for r in rs) / len(rs),
+        }
+        if all("random_logprob" in r for r in rs):
+            keys = [r["fact_id"] for r in rs]
+            correct = per_group_means(keys, (r["target_logprob"] for r in rs))
+            rand = per_group_means(keys, (r["random_logprob"] for r in rs))
+            cell["correct_vs_random"] = paired_tests(list(correct.values()),
+                                                     [rand[k] for k in correct])
+            cell["per_fact"] = {"fact_id": list(correct), "correct": list(correct.values()),
+                                "random": [rand[k] for k in correct]}
+        cells[stem] = cell
+    return {"cells": cells}
+
+
+def load_metrics(out_dir: Path) -> dict[str, Any]:
+    return json.loads((Path(out_dir) / "metrics.json").read_text())
