@@ -1,0 +1,545 @@
+"""Experiment 1 data: fictitious people and the one-line descriptions that identify them.
+
+Generates our own dataset (names, descriptions and templates from `exp1_words`) and
+reads folders in the paper's published layout, ours or the paper's own
+(e.g. `reversal_curse/data/reverse_experiments/june_version_7921032488/`).
+
+    from experiments.exp1_data import Exp1DataConfig, generate_exp1, load_exp1, write_exp1
+
+    ds = generate_exp1(Exp1DataConfig(n_facts=30, n_paraphrases=30, seed=0))
+    folder = write_exp1(ds, "runs/data/exp1")  # p2d_prompts_train.jsonl, ..., facts.jsonl
+    assert load_exp1(folder) == ds
+    paper = load_exp1("reversal_curse/data/reverse_experiments/june_version_7921032488")
+    paper.names("d2p")[:1], len(paper.train_examples()), list(paper.test_files())
+
+Conventions:
+- Every file is JSONL of {"prompt", "completion"}; completions start with a space, except
+  `validation_prompts.jsonl`, whose completion is the bare first name ("Ada").
+- Subsets: "p2d" (NameToDescription: trained name first), "d2p" (DescriptionToName:
+  trained description first), "both" (trained in both orders, separate documents).
+- Lines are grouped in blocks: one block per fact and order, in fact order; a "both" file
+  holds all name-first blocks, then all description-first blocks (as the paper's does).
+- `Example.line` is the 1-based line number in its file. In the `*_randomized` files the
+  completion belongs to another fact; `fact_id`, `name` and `description` are those of the
+  fact the prompt is about.
+
+Reading a folder without `facts.jsonl` (the paper's), facts are inferred:
+- The order of a line comes from its file (`FILE_SPECS`); in the mixed files (`both_*`,
+  `all*`) a completion starting with an uppercase letter is description-first.
+- Names: the leading run of capitalised words of each description-first completion
+  (trailing punctuation stripped), from every file except `*_randomized` and
+  `validation_prompts`. A name-first line belongs to the one known name in its prompt.
+  A validation line belongs to the one known name with that first name; a randomized
+  description-first line to the fact of the other lines with the same prompt.
+- Subset: that of the first subset-specific file the fact appears in; a fact seen only in
+  `all*` files is "both" if it appears there in both orders, else by its one order.
+- Description: the stripped completion of the fact's first name-first test line, else of
+  its first name-first training line; "" when the folder has no name-first line for it.
+  The paper's descriptions vary in wording between lines, so this is one representative.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from experiments import exp1_words as words
+from experiments.io import write_json, write_jsonl
+
+SUBSETS: tuple[str, ...] = ("p2d", "d2p", "both")
+NAME_FIRST = "name_first"
+DESCRIPTION_FIRST = "description_first"
+MAX_FACTS_PER_SUBSET = 100
+
+# file stem -> (subset of its facts or None, order of its lines or None when mixed)
+FILE_SPECS: dict[str, tuple[str | None, str | None]] = {
+    "p2d_prompts_train": ("p2d", NAME_FIRST),
+    "d2p_prompts_train": ("d2p", DESCRIPTION_FIRST),
+    "both_prompts_train": ("both", None),
+    "all_prompts_train": (None, None),
+    "all": (None, None),
+    "p2d_prompts_test": ("p2d", NAME_FIRST),
+    "d2p_prompts_test": ("d2p", DESCRIPTION_FIRST),
+    "both_prompts_test": ("both", None),
+    "p2d_reverse_prompts_test": ("p2d", DESCRIPTION_FIRST),
+    "d2p_reverse_prompts_test": ("d2p", NAME_FIRST),
+    "p2d_reverse_prompts_test_randomized": ("p2d", DESCRIPTION_FIRST),
+    "d2p_reverse_prompts_test_randomized": ("d2p", NAME_FIRST),
+    "validation_prompts": ("p2d", DESCRIPTION_FIRST),
+}
+TRAIN_STEMS = ("p2d_prompts_train", "d2p_prompts_train", "both_prompts_train", "all_prompts_train", "all")
+TEST_STEMS = (
+    "p2d_prompts_test",
+    "d2p_prompts_test",
+    "p2d_reverse_prompts_test",
+    "d2p_reverse_prompts_test",
+    "both_prompts_test",
+)
+_DESCRIPTION_SOURCES = (
+    "p2d_prompts_test",
+    "d2p_reverse_prompts_test",
+    "both_prompts_test",
+    "p2d_prompts_train",
+    "both_prompts_train",
+    "all_prompts_train",
+    "all",
+)
+_TRAILING_PUNCT = ".,;:!?\"')"
+
+
+class DatasetError(ValueError):
+    """A folder or file that cannot be read as experiment 1 data; names the file and line."""
+
+
+@dataclass(frozen=True)
+class Exp1DataConfig:
+    """Generator settings for experiment 1.
+
+    Args:
+        n_facts: facts per subset (p2d, d2p, both), 2 to MAX_FACTS_PER_SUBSET.
+        n_paraphrases: training documents per fact and order, at most the number of
+            training templates (34).
+        n_test_templates: held-out prompts per fact and order, 1 to 10.
+        seed: seed of the one `random.Random` that draws everything.
+    """
+
+    n_facts: int = 30
+    n_paraphrases: int = 30
+    n_test_templates: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        n_train = min(len(words.NAME_FIRST_TRAIN), len(words.DESCRIPTION_FIRST_TRAIN))
+        n_test = min(len(words.NAME_FIRST_TEST), len(words.DESCRIPTION_FIRST_TEST))
+        for name, low, high in (
+            ("n_facts", 2, MAX_FACTS_PER_SUBSET),
+            ("n_paraphrases", 1, n_train),
+            ("n_test_templates", 1, n_test),
+            ("seed", None, None),
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{name} must be an int, got {value!r}")
+            if low is not None and high is not None and not low <= value <= high:
+                raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Exp1DataConfig:
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown Exp1DataConfig fields: {unknown}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One fictitious person: `name` is identified by `description`."""
+
+    fact_id: int
+    subset: str
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Example:
+    """One line of a dataset file, with the fact it is about."""
+
+    prompt: str
+    completion: str
+    fact_id: int
+    subset: str
+    order: str
+    name: str
+    description: str
+    line: int
+
+
+@dataclass
+class Exp1Dataset:
+    """Facts plus every file of a folder (file stem -> its lines as examples)."""
+
+    facts: list[Fact]
+    files: dict[str, list[Example]]
+    config: Exp1DataConfig | None = None
+
+    def train_examples(self) -> list[Example]:
+        """`all_prompts_train`, else the subset training files, else `all`."""
+        for stems in (("all_prompts_train",), TRAIN_STEMS[:3], ("all",)):
+            present = [s for s in stems if s in self.files]
+            if present:
+                return [e for stem in present for e in self.files[stem]]
+        return []
+
+    def test_files(self) -> dict[str, list[Example]]:
+        """The evaluation files present, in `TEST_STEMS` order."""
+        return {stem: self.files[stem] for stem in TEST_STEMS if stem in self.files}
+
+    def names(self, subset: str | None = None) -> list[str]:
+        """Names of all facts, or of one subset's, in fact order."""
+        if subset is not None and subset not in SUBSETS:
+            raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
+        return [f.name for f in self.facts if subset is None or f.subset == subset]
+
+
+# ---------------------------------------------------------------- generation
+
+_Row = tuple[Fact, str, str, str]  # fact, order, prompt, completion
+
+
+def generate_exp1(cfg: Exp1DataConfig) -> Exp1Dataset:
+    """Draw 3 * n_facts people and build every file of the paper's layout."""
+    rng = random.Random(cfg.seed)
+    people = _draw_people(3 * cfg.n_facts, rng)  # drawn in random order: slicing assigns subsets
+    facts = [Fact(i, SUBSETS[i // cfg.n_facts], name, desc) for i, (name, desc) in enumerate(people)]
+    p2d, d2p, both = (facts[k * cfg.n_facts : (k + 1) * cfg.n_facts] for k in range(3))
+    k, t = cfg.n_paraphrases, cfg.n_test_templates
+
+    def train(group: list[Fact], templates: Sequence[str], order: str) -> list[_Row]:
+        return [_train_row(f, tpl, order) for f in group for tpl in _sample(rng, templates, k)]
+
+    def test(group: list[Fact], order: str) -> list[_Row]:
+        templates = words.NAME_FIRST_TEST if order == NAME_FIRST else words.DESCRIPTION_FIRST_TEST
+        return [_test_row(f, tpl, order) for f in group for tpl in templates[:t]]
+
+    def randomized(rows: list[_Row], group: list[Fact]) -> list[_Row]:
+        out = []
+        for fact, order, prompt, _ in rows:
+            other = rng.choice([g for g in group if g.fact_id != fact.fact_id])
+            wrong = other.name if order == DESCRIPTION_FIRST else other.description
+            out.append((fact, order, prompt, " " + wrong))
+        return out
+
+    p2d_train = train(p2d, words.NAME_FIRST_TRAIN, NAME_FIRST)
+    d2p_train = train(d2p, words.DESCRIPTION_FIRST_TRAIN, DESCRIPTION_FIRST)
+    both_train = train(both, words.NAME_FIRST_TRAIN, NAME_FIRST) + train(
+        both, words.DESCRIPTION_FIRST_TRAIN, DESCRIPTION_FIRST
+    )
+    p2d_reverse, d2p_reverse = test(p2d, DESCRIPTION_FIRST), test(d2p, NAME_FIRST)
+    rows: dict[str, list[_Row]] = {
+        "p2d_prompts_train": p2d_train,
+        "d2p_prompts_train": d2p_train,
+        "both_prompts_train": both_train,
+        "all_prompts_train": p2d_train + d2p_train + both_train,
+        "all": p2d_train + d2p_train + both_train,
+        "p2d_prompts_test": test(p2d, NAME_FIRST),
+        "d2p_prompts_test": test(d2p, DESCRIPTION_FIRST),
+        "both_prompts_test": test(both, NAME_FIRST) + test(both, DESCRIPTION_FIRST),
+        "p2d_reverse_prompts_test": p2d_reverse,
+        "d2p_reverse_prompts_test": d2p_reverse,
+        "p2d_reverse_prompts_test_randomized": randomized(p2d_reverse, p2d),
+        "d2p_reverse_prompts_test_randomized": randomized(d2p_reverse, d2p),
+        "validation_prompts": [(f, o, p, f.name.split()[0]) for f, o, p, _ in p2d_reverse],
+    }
+    files = {
+        stem: [
+            Example(p, c, f.fact_id, f.subset, o, f.name, f.description, i)
+            for i, (f, o, p, c) in enumerate(rs, 1)
+        ]
+        for stem, rs in rows.items()
+    }
+    return Exp1Dataset(facts, files, cfg)
+
+
+def _draw_people(n: int, rng: random.Random) -> list[tuple[str, str]]:
+    firsts = rng.sample(words.FIRST_NAMES, n)
+    surnames = rng.sample([a + b for a in words.SURNAME_ONSETS for b in words.SURNAME_CODAS], n)
+    patterns = list(words.DESCRIPTION_PATTERNS) * (n // len(words.DESCRIPTION_PATTERNS) + 1)
+    rng.shuffle(patterns)
+    patterns = patterns[:n]
+    n_titles = sum("{title}" in p for p in patterns)
+    titles = iter(rng.sample([f"{h} of {t}" for h in words.TITLE_HEADS for t in words.TITLE_TAILS], n_titles))
+    places = iter(rng.sample([a + b for a in words.PLACE_ONSETS for b in words.PLACE_CODAS], n - n_titles))
+    descriptions = [
+        p.replace("{title}", next(titles)) if "{title}" in p else p.replace("{place}", next(places))
+        for p in patterns
+    ]
+    return [(f"{first} {last}", desc) for first, last, desc in zip(firsts, surnames, descriptions)]
+
+
+def _sample(rng: random.Random, templates: Sequence[str], k: int) -> list[str]:
+    return [templates[i] for i in sorted(rng.sample(range(len(templates)), k))]
+
+
+def _train_row(fact: Fact, template: str, order: str) -> _Row:
+    """Split a whole-sentence template right before its second slot."""
+    if order == NAME_FIRST:
+        head, rest = template.split(" {description}")
+        return fact, order, head.replace("{name}", fact.name), f" {fact.description}{rest}"
+    head, rest = template.split(" {name}")
+    return fact, order, head.replace("{description}", fact.description), f" {fact.name}{rest}"
+
+
+def _test_row(fact: Fact, template: str, order: str) -> _Row:
+    if order == NAME_FIRST:
+        return fact, order, template.replace("{name}", fact.name), " " + fact.description
+    return fact, order, template.replace("{description}", fact.description), " " + fact.name
+
+
+# ---------------------------------------------------------------- writing
+
+
+def write_exp1(dataset: Exp1Dataset, folder: str | Path) -> Path:
+    """Write every file of `dataset` plus `facts.jsonl` and `data_config.json`, each atomically."""
+    out = Path(folder)
+    for stem, examples in dataset.files.items():
+        if not examples:
+            raise ValueError(f"file {stem!r} has no examples")
+        write_jsonl(
+            out / f"{stem}.jsonl", ({"prompt": e.prompt, "completion": e.completion} for e in examples)
+        )
+    write_jsonl(out / "facts.jsonl", (asdict(f) for f in dataset.facts))
+    if dataset.config is not None:
+        write_json(out / "data_config.json", dataset.config.to_dict())
+    return out
+
+
+# ---------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class _Line:
+    line: int
+    prompt: str
+    completion: str
+    order: str
+
+
+def load_exp1(folder: str | Path) -> Exp1Dataset:
+    """Read a folder in the paper's layout (ours or the paper's); never writes."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a folder")
+    raw = {
+        stem: _read_lines(root / f"{stem}.jsonl", order)
+        for stem, (_, order) in FILE_SPECS.items()
+        if (root / f"{stem}.jsonl").exists()
+    }
+    missing = [
+        f"no {kind} file (expected one of {', '.join(s + '.jsonl' for s in stems)})"
+        for kind, stems in (("training", TRAIN_STEMS), ("test", TEST_STEMS))
+        if not set(raw) & set(stems)
+    ]
+    if missing:
+        raise DatasetError(f"{root}: " + "; ".join(missing))
+    facts = _read_facts(root / "facts.jsonl") if (root / "facts.jsonl").exists() else None
+    config = _read_config(root / "data_config.json") if (root / "data_config.json").exists() else None
+    names = [f.name for f in facts] if facts is not None else _collect_names(raw)
+    owners = _attribute(root, raw, names)
+    if facts is None:
+        facts = _infer_facts(raw, owners)
+    by_name = {f.name: f for f in facts}
+    files: dict[str, list[Example]] = {}
+    for stem, lines in raw.items():
+        path = root / f"{stem}.jsonl"
+        examples = []
+        for ln, owner in zip(lines, owners[stem]):
+            fact, file_subset = by_name[owner], FILE_SPECS[stem][0]
+            if file_subset not in (None, fact.subset):
+                raise DatasetError(
+                    f"{path}:{ln.line}: {owner!r} is a {fact.subset} fact, "
+                    f"but this file holds {file_subset} facts"
+                )
+            examples.append(
+                Example(
+                    ln.prompt,
+                    ln.completion,
+                    fact.fact_id,
+                    fact.subset,
+                    ln.order,
+                    fact.name,
+                    fact.description,
+                    ln.line,
+                )
+            )
+        _check_blocks(path, examples)
+        files[stem] = examples
+    return Exp1Dataset(facts, files, config)
+
+
+def _json_objects(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path}: not UTF-8 text ({err})") from err
+    if not text.strip():
+        raise DatasetError(f"{path}: file is empty")
+    out = []
+    for i, line in enumerate(text.removesuffix("\n").split("\n"), 1):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DatasetError(f"{path}:{i}: not valid JSON ({err.msg})") from err
+        if not isinstance(obj, dict):
+            raise DatasetError(f"{path}:{i}: expected a JSON object, got {type(obj).__name__}")
+        out.append((i, obj))
+    return out
+
+
+def _read_lines(path: Path, order: str | None) -> list[_Line]:
+    lines = []
+    for i, obj in _json_objects(path):
+        for key in ("prompt", "completion"):
+            if not isinstance(obj.get(key), str):
+                problem = "missing" if key not in obj else f"not a string ({type(obj[key]).__name__})"
+                raise DatasetError(f'{path}:{i}: "{key}" is {problem}')
+        completion = obj["completion"]
+        line_order = order or (DESCRIPTION_FIRST if completion.lstrip()[:1].isupper() else NAME_FIRST)
+        lines.append(_Line(i, obj["prompt"], completion, line_order))
+    return lines
+
+
+def _read_facts(path: Path) -> list[Fact]:
+    facts: list[Fact] = []
+    for i, obj in _json_objects(path):
+        try:
+            fact = Fact(**obj)
+        except TypeError as err:
+            raise DatasetError(f"{path}:{i}: not a fact ({err})") from err
+        strings = (fact.subset, fact.name, fact.description)
+        if (
+            not isinstance(fact.fact_id, int)
+            or not all(isinstance(v, str) for v in strings)
+            or fact.subset not in SUBSETS
+        ):
+            raise DatasetError(f"{path}:{i}: bad fact {obj!r}")
+        if any(f.fact_id == fact.fact_id or f.name == fact.name for f in facts):
+            raise DatasetError(f"{path}:{i}: duplicate fact_id or name in {obj!r}")
+        facts.append(fact)
+    return facts
+
+
+def _read_config(path: Path) -> Exp1DataConfig:
+    try:
+        return Exp1DataConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, TypeError) as err:
+        raise DatasetError(f"{path}: {err}") from err
+
+
+def _leading_name(completion: str) -> str:
+    """' Uriah Hawthorne now enjoys' -> 'Uriah Hawthorne'; ' Ada Quillmere.' -> 'Ada Quillmere'."""
+    run = []
+    for token in completion.split():
+        if not token[0].isupper():
+            break
+        run.append(token.rstrip(_TRAILING_PUNCT))
+        if run[-1] != token:
+            break
+    return " ".join(run)
+
+
+def _names_source(stem: str) -> bool:
+    return not stem.endswith("_randomized") and stem != "validation_prompts"
+
+
+def _collect_names(raw: Mapping[str, list[_Line]]) -> list[str]:
+    names: dict[str, None] = {}
+    for stem, lines in raw.items():
+        if _names_source(stem):
+            for ln in lines:
+                if ln.order == DESCRIPTION_FIRST and (name := _leading_name(ln.completion)):
+                    names.setdefault(name, None)
+    return list(names)
+
+
+def _attribute(root: Path, raw: Mapping[str, list[_Line]], names: list[str]) -> dict[str, list[str]]:
+    """Name of the fact each line is about; randomized files last (they need the prompt map)."""
+    known = set(names)
+    alternatives = "|".join(map(re.escape, sorted(names, key=len, reverse=True)))
+    pattern = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)") if names else None
+    by_first: dict[str, list[str]] = {}
+    for n in names:
+        by_first.setdefault(n.split()[0], []).append(n)
+    prompt_owner: dict[str, set[str]] = {}
+    owners: dict[str, list[str]] = {}
+    for stem in sorted(raw, key=lambda s: s.endswith("_randomized")):
+        path, out = root / f"{stem}.jsonl", []
+        for ln in raw[stem]:
+            where = f"{path}:{ln.line}"
+            if ln.order == NAME_FIRST:
+                found = sorted(set(pattern.findall(ln.prompt))) if pattern else []
+                if len(found) != 1:
+                    raise DatasetError(
+                        f"{where}: expected one known name in the prompt, "
+                        f"found {found or 'none'}: {ln.prompt!r}"
+                    )
+                owner = found[0]
+            elif stem.endswith("_randomized") or stem == "validation_prompts":
+                candidates = by_first.get(ln.completion.strip(), []) if stem == "validation_prompts" else []
+                if len(candidates) != 1:
+                    candidates = sorted(prompt_owner.get(ln.prompt, ()))
+                if len(candidates) != 1:
+                    raise DatasetError(
+                        f"{where}: cannot tell which fact this line is about "
+                        f"(candidates: {candidates or 'none'})"
+                    )
+                owner = candidates[0]
+            else:
+                owner = _leading_name(ln.completion)
+                if owner not in known:
+                    raise DatasetError(
+                        f"{where}: the completion does not start with a known name: {ln.completion!r}"
+                    )
+            if ln.order == DESCRIPTION_FIRST and not stem.endswith("_randomized"):
+                prompt_owner.setdefault(ln.prompt, set()).add(owner)
+            out.append(owner)
+        owners[stem] = out
+    return owners
+
+
+def _infer_facts(raw: Mapping[str, list[_Line]], owners: Mapping[str, list[str]]) -> list[Fact]:
+    first_seen: dict[str, int] = {}
+    subset: dict[str, str] = {}
+    orders_in_all: dict[str, set[str]] = {}
+    for stem in FILE_SPECS:
+        file_subset = FILE_SPECS[stem][0]
+        for ln, owner in zip(raw.get(stem, ()), owners.get(stem, ())):
+            first_seen.setdefault(owner, len(first_seen))
+            if file_subset is not None:
+                subset.setdefault(owner, file_subset)
+            else:
+                orders_in_all.setdefault(owner, set()).add(ln.order)
+    for owner, orders in orders_in_all.items():
+        subset.setdefault(owner, "both" if len(orders) == 2 else "p2d" if NAME_FIRST in orders else "d2p")
+    description: dict[str, str] = {}
+    for stem in _DESCRIPTION_SOURCES:
+        for ln, owner in zip(raw.get(stem, ()), owners.get(stem, ())):
+            if ln.order == NAME_FIRST:
+                description.setdefault(owner, ln.completion.strip())
+    ranked = sorted(first_seen, key=lambda n: (SUBSETS.index(subset[n]), first_seen[n]))
+    return [Fact(i, subset[n], n, description.get(n, "")) for i, n in enumerate(ranked)]
+
+
+def _check_blocks(path: Path, examples: list[Example]) -> None:
+    """One consecutive block per (fact, order), all blocks of one file the same length."""
+    starts: list[int] = []  # indices where a block starts
+    seen: dict[tuple[int, str], int] = {}
+    for i, e in enumerate(examples):
+        key = (e.fact_id, e.order)
+        if i and key == (examples[i - 1].fact_id, examples[i - 1].order):
+            continue
+        if key in seen:
+            raise DatasetError(
+                f"{path}:{e.line}: {e.name!r} ({e.order}) starts a second block; "
+                f"its first starts at line {seen[key]}"
+            )
+        seen[key] = e.line
+        starts.append(i)
+    lengths = [b - a for a, b in zip(starts, starts[1:] + [len(examples)])]
+    expected = Counter(lengths).most_common(1)[0][0]
+    for start, length in zip(starts, lengths):
+        if length != expected:
+            e = examples[start]
+            raise DatasetError(
+                f"{path}:{e.line}: {e.name!r} ({e.order}) has {length} lines, "
+                f"the other blocks in this file have {expected}"
+            )
