@@ -214,6 +214,7 @@ def finetune(
         order = torch.randperm(len(encoded), generator=torch.Generator().manual_seed(cfg.seed + epoch))
         batches = [order[i : i + cfg.batch_size].tolist() for i in range(0, len(order), cfg.batch_size)]
         for idx in batches[acc.process_index : steps_per_epoch * n_proc : n_proc]:
+            t_step = time.perf_counter()
             ids, mask, _ = pad_batch([encoded[i][0] for i in idx], pad, "right", acc.device)
             labels, _, _ = pad_batch([encoded[i][1] for i in idx], -100, "right", acc.device)
             with torch.autocast(lm.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
@@ -226,6 +227,8 @@ def finetune(
             opt.zero_grad(set_to_none=True)
             state["step"] += 1
             state["losses"].append(round(loss.item(), 6))
+            state.setdefault("step_seconds", []).append(round(time.perf_counter() - t_step, 4))
+            state.setdefault("step_tokens", []).append(int(ids.numel()))
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", lr=f"{sched.get_last_lr()[0]:.1e}")
             if fault and state["step"] >= fault:
@@ -244,4 +247,5 @@ def finetune(
     lm.hf = model
     return {"steps": state["step"], "steps_per_epoch": steps_per_epoch, "epochs": cfg.epochs,
             "seconds": state["seconds"], "losses": state["losses"],
-            "final_loss": state["losses"][-1] if state["losses"] else None}
+            "final_loss": state["losses"][-1] if state["losses"] else None,
+            "step_seconds": state.get("step_seconds", []), "step_tokens": state.get("step_tokens", [])}

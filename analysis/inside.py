@@ -1,0 +1,297 @@
+"""Look inside a finished experiment 1 run: where is forward recall written, and reverse?
+
+:func:`run_inside_analysis` reads ``run_dir/config.json`` (base model spec), the dataset
+(``data_dir`` or ``run_dir/data``) and the finetuned model (``run_dir/model``), and writes
+into ``run_dir/analysis``: figures (PNG + SVG), offline HTML pages, ``summary.json`` and
+``summary.md`` (atomic writes).
+
+The comparison holds the prompt form fixed: description prompt -> name, asked of
+DescriptionToName facts (forward: ``d2p_prompts_test``) and of NameToDescription facts
+(reverse: ``p2d_reverse_prompts_test``). The foil for "correct minus random" is another
+trained name of the same subset. For base and finetuned model: direct logit attribution
+(plain and contrastive), gradient x activation, logit lens, top neurons (key-value view);
+then MLP weight changes and what the most-changed neurons' keys respond to and values
+promote.
+
+Example::
+
+    from analysis.inside import run_inside_analysis
+    summary = run_inside_analysis("runs/exp1-cpu", n_facts=10)
+    print(summary["finetuned"]["dla_contrast"]["summary"])
+
+CLI: ``python -m analysis.inside RUN [--n-facts N] [--device cpu]`` (``rct analyse RUN``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from analysis.inside_figures import component_heatmaps, logit_lens_curves, neuron_bars
+from interp.attribution import (attribution_hooks, compare, direct_logit_attribution, grad_x_act,
+                                logit_lens)
+from interp.hooks import hook_name
+from interp.kv import key_response, promoted_tokens, target_promotion, top_neurons, weight_deltas
+from interp.record import Query, record
+
+
+@dataclass(frozen=True)
+class InsideConfig:
+    """Args:
+        n_facts: facts per subset (None: all).
+        prompts_per_fact: held-out prompts per fact and direction (budget).
+        batch_size: sequences per recording pass.
+        top_k: neurons listed per ranking.
+        n_pages: facts per subset with an HTML page.
+        seed: draws the foils.
+    """
+
+    n_facts: int | None = None
+    prompts_per_fact: int = 3
+    batch_size: int = 16
+    top_k: int = 10
+    n_pages: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_facts is not None and self.n_facts < 1:
+            raise ValueError(f"n_facts must be >= 1 or None, got {self.n_facts}")
+        for k in ("prompts_per_fact", "batch_size", "top_k"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
+
+
+def _foils(lm: Any, names: list[str], shift: int) -> list[str | None]:
+    """Per name, the first trained name after ``shift`` (cyclically) whose first token
+    differs (a shared first token would make "answer minus foil" zero by construction)."""
+    first = [lm.tokenizer(" " + n, add_special_tokens=False)["input_ids"][0] for n in names]
+    out: list[str | None] = []
+    for i in range(len(names)):
+        cands = [(i + shift + j) % len(names) for j in range(len(names))]
+        out.append(next((" " + names[c] for c in cands if first[c] != first[i]), None))
+    return out
+
+
+def _queries(ds: Any, stem: str, subset: str, direction: str, cfg: InsideConfig,
+             rng: random.Random, lm: Any = None) -> list[Query]:
+    facts = [f for f in ds.facts if f.subset == subset][: cfg.n_facts]
+    ids = {f.fact_id for f in facts}
+    names = [f.name for f in facts]
+    shift = rng.randrange(1, len(names)) if len(names) > 1 else 0
+    foils = _foils(lm, names, shift) if lm is not None else [None] * len(names)
+    foil = {f.fact_id: fo for f, fo in zip(facts, foils)}
+    count: dict[int, int] = {}
+    out = []
+    for ex in ds.files.get(stem, []):
+        if ex.fact_id not in ids or count.get(ex.fact_id, 0) >= cfg.prompts_per_fact:
+            continue
+        count[ex.fact_id] = count.get(ex.fact_id, 0) + 1
+        out.append(Query(ex.prompt, ex.completion, {"name": ex.name, "description": ex.description},
+                         foil[ex.fact_id],
+                         {"fact_id": ex.fact_id, "subset": subset, "direction": direction,
+                          "stem": stem, "line": ex.line}))
+    if not out:
+        raise ValueError(f"no queries from {stem!r} for subset {subset}")
+    return out
+
+
+def _analyse_model(lm: Any, fwd: list[Query], rev: list[Query], cfg: InsideConfig,
+                   progress: bool) -> dict[str, Any]:
+    """Attribution, logit lens and top neurons for one model on both query sets."""
+    rec = record(lm, fwd + rev, attribution_hooks(lm), positions=("last",), grad="first",
+                 batch_size=cfg.batch_size, progress=progress)
+    is_fwd = torch.tensor([q.meta["direction"] == "forward" for q in fwd + rev])
+    res: dict[str, Any] = {"lens": {}, "attr": {}}
+    kinds = [("dla", direct_logit_attribution(lm, rec)), ("gxa", grad_x_act(lm, rec))]
+    if all(q.foil for q in fwd + rev):
+        kinds.insert(1, ("dla_contrast", direct_logit_attribution(lm, rec, contrast=True)))
+    else:
+        res["dla_contrast"] = {"skipped": "some answers share their first token with every "
+                               "other trained name: no foil", "summary": "(no contrast)"}
+    for kind, attr in kinds:
+        res["attr"][kind] = (attr.subset(is_fwd), attr.subset(~is_fwd))
+        res[kind] = compare(*res["attr"][kind], k=cfg.top_k)
+        if kind != "gxa":
+            res[kind]["max_abs_sum_error"] = float((attr.total() - attr.logit).abs().max())
+    lens = logit_lens(lm, rec)  # [n, L]
+    res["lens"] = {"forward": lens[is_fwd], "reverse": lens[~is_fwd]}
+    res["logit_lens_mean"] = {k: v.mean(0).tolist() for k, v in res["lens"].items()}
+    stats = {k: rec.stat(k) for k in ("first_logprob", "first_logit", "foil_logit")}
+    res["answer"] = {d: {"first_logprob": float(stats["first_logprob"][m].mean()),
+                         "logit_minus_foil": float((stats["first_logit"] - stats["foil_logit"])[m].mean())}
+                     for d, m in (("forward", is_fwd), ("reverse", ~is_fwd))}
+    neurons = {"kind": "dla_contrast" if "dla_contrast" in res["attr"] else "dla"}
+    for d, a in zip(("forward", "reverse"), res["attr"][neurons["kind"]]):
+        top = top_neurons(a.neurons.mean(0), k=cfg.top_k)
+        neurons[d] = [{"layer": L, "neuron": m, "mean": v} for L, m, v in top]
+    res["top_neurons"] = neurons
+    for entry, words in zip(neurons["forward"], _promoted(lm, neurons["forward"])):
+        entry["promotes"] = words
+    return res
+
+
+def _promoted(lm: Any, entries: Sequence[dict[str, Any]], k: int = 8) -> list[list[str]]:
+    return [[t for t, _ in promoted_tokens(lm, e["layer"], [e["neuron"]], k=k)[0]] for e in entries]
+
+
+def _weight_analysis(base: Any, tuned: Any, ds: Any, fwd: list[Query], rev: list[Query],
+                     cfg: InsideConfig) -> dict[str, Any]:
+    """MLP weight changes; the most-changed neurons' key responses and value promotion."""
+    d = weight_deltas(base.bridge, tuned.bridge)
+    changed = top_neurons(d["neuron"], k=cfg.top_k)
+    neurons = [(L, m) for L, m, _ in changed]
+    name_prompts = [q for stem in ("p2d_prompts_test", "d2p_reverse_prompts_test")
+                    for q in _queries(ds, stem, stem[:3], "name_prompt", InsideConfig(
+                        n_facts=cfg.n_facts, prompts_per_fact=1), random.Random(0))]
+    layers = sorted({L for L, _ in neurons})
+    rec = record(tuned, name_prompts + fwd + rev,
+                 [hook_name("mlp_post", L) for L in layers], positions=("entity:name", "entity:description"),
+                 batch_size=cfg.batch_size)
+    keys = key_response(rec, neurons)
+    trained = sorted({tuned.tokenizer(" " + f.name, add_special_tokens=False)["input_ids"][0]
+                      for f in ds.facts})
+    promo_t = target_promotion(tuned.bridge, neurons, trained)
+    promo_b = target_promotion(base.bridge, neurons, trained)
+    rows = []
+    for (L, m, size), k, pt, pb in zip(changed, keys, promo_t, promo_b):
+        rows.append({"layer": L, "neuron": m, "delta_norm": size, "key_name": k["entity:name"],
+                     "key_description": k["entity:description"], "targets_z_finetuned": pt["z"],
+                     "targets_z_base": pb["z"], "targets_topk_frac_finetuned": pt["top_k_frac"]})
+    return {"per_layer": {k: v.tolist() for k, v in d.items() if k.startswith("rel_")},
+            "most_changed": rows}
+
+
+def _pages(tuned: Any, ds: Any, cfg: InsideConfig, layer: int, out: Path) -> list[str]:
+    from analysis.pages import write_fact_page
+
+    written = []
+    tests = ds.files
+    for subset, fwd_stem, rev_stem, labels in (
+            ("d2p", "d2p_prompts_test", "d2p_reverse_prompts_test", ("forward", "reverse")),
+            ("p2d", "p2d_prompts_test", "p2d_reverse_prompts_test", ("forward", "reverse"))):
+        facts = [f for f in ds.facts if f.subset == subset][: min(cfg.n_pages, cfg.n_facts or 10**9)]
+        for f in facts:
+            qs = []
+            for stem in (fwd_stem, rev_stem):
+                ex = next((e for e in tests.get(stem, []) if e.fact_id == f.fact_id), None)
+                if ex is not None:
+                    qs.append(Query(ex.prompt, ex.completion))
+            if len(qs) == 2:
+                p = out / "pages" / f"{subset}_fact{f.fact_id}.html"
+                write_fact_page(tuned, f"{subset} fact {f.fact_id}: {f.name}", qs, labels, layer, p)
+                written.append(str(p.relative_to(out)))
+    return written
+
+
+def _jsonable(res: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in res.items() if k not in ("attr", "lens")}
+
+
+def run_inside_analysis(run_dir: str | Path, n_facts: int | None = None, device: str = "cpu",
+                        progress: bool = True, config: InsideConfig | None = None) -> dict[str, Any]:
+    """Run the whole analysis on a finished experiment 1 run; returns the summary dict."""
+    from experiments.exp1_data import load_exp1
+    from experiments.io import write_json, write_text
+    from interp.models import load_model
+
+    t0 = time.time()
+    run_dir = Path(run_dir)
+    cfg = config or InsideConfig()
+    if n_facts is not None:
+        cfg = InsideConfig(**{**asdict(cfg), "n_facts": n_facts})
+    run_cfg = json.loads((run_dir / "config.json").read_text())
+    ds = load_exp1(Path(run_cfg["data_dir"]) if run_cfg.get("data_dir") else run_dir / "data")
+    rng = random.Random(cfg.seed)
+    out = run_dir / "analysis"
+    tuned = load_model(str(run_dir / "model"), device=device)
+    base = load_model(run_cfg["model"], device=device)
+    fwd = _queries(ds, "d2p_prompts_test", "d2p", "forward", cfg, rng, tuned)
+    rev = _queries(ds, "p2d_reverse_prompts_test", "p2d", "reverse", cfg, rng, tuned)
+    summary: dict[str, Any] = {"config": asdict(cfg), "run_dir": str(run_dir),
+                               "base_model": run_cfg["model"], "n_forward": len(fwd), "n_reverse": len(rev),
+                               "query_sets": {"forward": "d2p_prompts_test (description -> name)",
+                                              "reverse": "p2d_reverse_prompts_test (description -> name)"}}
+    results = {}
+    for label, lm in (("finetuned", tuned), ("base", base)):
+        results[label] = _analyse_model(lm, fwd, rev, cfg, progress)
+        summary[label] = _jsonable(results[label])
+    summary["weights"] = _weight_analysis(base, tuned, ds, fwd, rev, cfg)
+    figs: list[str] = []
+    for label in ("finetuned", "base"):
+        for kind in [k for k in ("dla_contrast", "dla", "gxa") if k in results[label]["attr"]]:
+            figs += [str(p.relative_to(out)) for p in component_heatmaps(
+                results[label][kind], out / "figures", f"{label}_{kind}_heatmap",
+                f"{label}: {kind} (forward = D2P description->name, reverse = P2D)")]
+    ft_top = results["finetuned"]["top_neurons"]["forward"]
+    page_kind = results["finetuned"]["top_neurons"]["kind"]
+    figs += [str(p.relative_to(out)) for p in neuron_bars(
+        [(f"L{e['layer']}.{e['neuron']} {' '.join(e.get('promotes', [])[:3])!r}", e["mean"]) for e in ft_top],
+        out / "figures", "finetuned_top_neurons_forward", f"finetuned: top neurons, forward ({page_kind})")]
+    figs += [str(p.relative_to(out)) for p in logit_lens_curves(
+        {f"{m} {d}": results[m]["lens"][d] for m in ("finetuned", "base") for d in ("forward", "reverse")},
+        out / "figures", "logit_lens")]
+    rel = summary["weights"]["per_layer"]
+    figs += [str(p.relative_to(out)) for p in neuron_bars(
+        [(f"L{i}", v) for i, v in enumerate(rel.get("rel_W_out", []))], out / "figures",
+        "weight_change_w_out", "relative change of W_out per layer", "||dW|| / ||W||")]
+    attn_mean = torch.tensor(results["finetuned"][page_kind]["forward"]["attn"]["mean"])
+    summary["page_layer"] = int(attn_mean.argmax())
+    summary["pages"] = _pages(tuned, ds, cfg, summary["page_layer"], out)
+    summary["figures"] = figs
+    summary["seconds"] = round(time.time() - t0, 1)
+    write_json(out / "summary.json", summary)
+    write_text(out / "summary.md", summary_markdown(summary))
+    return summary
+
+
+def summary_markdown(s: dict[str, Any]) -> str:
+    """The human-readable page of ``summary.json``."""
+    lines = [f"# Inside the model: {s['run_dir']}", "",
+             f"Forward: {s['query_sets']['forward']}, n={s['n_forward']}. "
+             f"Reverse: {s['query_sets']['reverse']}, n={s['n_reverse']}. Base model: {s['base_model']}.", ""]
+    for label in ("finetuned", "base"):
+        r = s[label]
+        lines += [f"## {label}", "",
+                  "| set | log p(first answer token) | logit(answer) - logit(foil) |", "|---|---|---|"]
+        for d in ("forward", "reverse"):
+            lines.append(f"| {d} | {r['answer'][d]['first_logprob']:.2f} | {r['answer'][d]['logit_minus_foil']:+.2f} |")
+        lines += [""] + [f"- {r[k]['summary']}" for k in ("dla_contrast", "dla", "gxa")] + [""]
+        lines.append(f"Top forward neurons ({r['top_neurons']['kind']}): " + ", ".join(
+            f"L{e['layer']}.{e['neuron']} {e['mean']:+.2f}" for e in r["top_neurons"]["forward"][:5]))
+        lines.append("")
+    lines += ["## MLP weight changes (finetuned - base)", "",
+              "| neuron | ||delta|| | key at name | key at description | targets z (ft / base) |",
+              "|---|---|---|---|---|"]
+    for w in s["weights"]["most_changed"]:
+        lines.append(f"| L{w['layer']}.{w['neuron']} | {w['delta_norm']:.3g} | {w['key_name']:.3g} | "
+                     f"{w['key_description']:.3g} | {w['targets_z_finetuned']:.2f} / {w['targets_z_base']:.2f} |")
+    lines += ["", "Figures: " + ", ".join(f for f in s["figures"] if f.endswith(".png")),
+              "", "Pages: " + ", ".join(s["pages"]), "", f"Took {s['seconds']} s.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="analyse", description="Inside-the-model analysis of an exp1 run")
+    p.add_argument("run", type=Path, help="experiment 1 run directory")
+    p.add_argument("--n-facts", type=int, default=None, help="facts per subset (default: all)")
+    p.add_argument("--prompts-per-fact", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true")
+    a = p.parse_args(argv)
+    cfg = InsideConfig(n_facts=a.n_facts, prompts_per_fact=a.prompts_per_fact, batch_size=a.batch_size)
+    s = run_inside_analysis(a.run, device=a.device, progress=not a.quiet, config=cfg)
+    print(s["finetuned"][s["finetuned"]["top_neurons"]["kind"]]["summary"])
+    print(f"wrote {a.run / 'analysis'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,119 @@
+"""Attribution invariants on a tiny model: parts sum to the logit they explain."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from interp.attribution import (attribution_hooks, compare, direct_logit_attribution, grad_x_act,
+                                logit_lens)
+from interp.models import load_model
+from interp.record import Query, record
+
+QUERIES = [
+    Query("The writer of Tides of Glass is", " Orla Quillmere", foil=" Ben Hall"),
+    Query("Known as Ben Hall, the", " first pilot", foil=" last"),
+    Query("Hi", " there", foil=" Zed"),
+    Query("A longer prompt about a composer of songs:", " Ada", foil=" Bo"),
+]
+
+
+def _perturbed(processing: str):
+    lm = load_model("tiny:n_layers=2,d_model=64", processing=processing)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # non-trivial norm weights, so the final-norm handling matters
+        for name, p in lm.hf.named_parameters():
+            if "norm" in name:
+                p.mul_(1 + 0.3 * torch.randn(p.shape, generator=gen))
+    return lm
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return _perturbed("none")
+
+
+@pytest.fixture(scope="module")
+def rec(lm):
+    return record(lm, QUERIES, attribution_hooks(lm), positions=("last", "all"), grad="first")
+
+
+@pytest.mark.parametrize("contrast", [False, True])
+def test_dla_sums_to_logit(lm, rec, contrast: bool) -> None:
+    a = direct_logit_attribution(lm, rec, contrast=contrast)
+    torch.testing.assert_close(a.total(), a.logit, atol=1e-4, rtol=0)
+    torch.testing.assert_close(a.heads.sum(-1), a.attn, atol=1e-4, rtol=0)
+    torch.testing.assert_close(a.neurons.sum(-1), a.mlp, atol=1e-4, rtol=0)
+    assert a.attn.shape == (4, 2) and a.heads.shape == (4, 2, 4) and a.neurons.shape == (4, 2, 128)
+
+
+@pytest.mark.parametrize("processing", ["fold_ln", "fold_ln_center"])
+def test_dla_sums_to_logit_under_weight_processing(processing: str) -> None:
+    lm = _perturbed(processing)
+    rec = record(lm, QUERIES, attribution_hooks(lm))
+    a = direct_logit_attribution(lm, rec, contrast=False)
+    torch.testing.assert_close(a.total(), a.logit, atol=1e-4, rtol=0)
+    torch.testing.assert_close(a.neurons.sum(-1), a.mlp, atol=1e-4, rtol=0)
+
+
+def test_logit_lens_ends_at_the_model(lm, rec) -> None:
+    lens = logit_lens(lm, rec)  # [n, L]
+    assert lens.shape == (4, 2)
+    torch.testing.assert_close(lens[:, -1], rec.stat("first_logprob"), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("pos", ["last", "all"])
+def test_grad_x_act_is_consistent(lm, rec, pos: str) -> None:
+    g = grad_x_act(lm, rec, pos)
+    torch.testing.assert_close(g.heads.sum(-1), g.attn, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(g.neurons.sum(-1), g.mlp, atol=1e-4, rtol=1e-4)
+    assert torch.isfinite(g.total()).all()
+
+
+def test_compare_summary(lm, rec) -> None:
+    a = direct_logit_attribution(lm, rec, contrast=True)
+    fwd, rev = a.subset(torch.tensor([True, True, False, False])), a.subset(torch.tensor([False, False, True, True]))
+    out = compare(fwd, rev)
+    assert len(out["forward"]["mlp"]["mean"]) == 2 and len(out["difference"]["attn"]) == 2
+    assert out["summary"].startswith("[dla_contrast]")
+
+
+def make_fake_run(root, n_facts: int = 3):
+    """An experiment 1 run directory with a tiny base model and a perturbed "finetuned" copy."""
+    import json
+
+    from experiments.exp1_data import Exp1DataConfig, generate_exp1, write_exp1
+    from interp.models import save_model
+
+    spec = "tiny:n_layers=2,d_model=64"
+    write_exp1(generate_exp1(Exp1DataConfig(n_facts=n_facts, n_paraphrases=1, n_test_templates=2)),
+               root / "data")
+    tuned = load_model(spec)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, p in tuned.hf.named_parameters():
+            if "mlp" in name:
+                p.add_(0.02 * torch.randn(p.shape, generator=gen))
+    save_model(tuned, root / "model")
+    (root / "config.json").write_text(json.dumps({"model": spec}))
+    return root
+
+
+def test_inside_analysis_on_fake_run(tmp_path) -> None:
+    import json
+
+    from analysis.inside import main
+
+    run = make_fake_run(tmp_path / "run")
+    assert main([str(run), "--prompts-per-fact", "2", "--quiet"]) == 0
+    out = run / "analysis"
+    s = json.loads((out / "summary.json").read_text())
+    assert s["n_forward"] == 6 and s["n_reverse"] == 6
+    for label in ("finetuned", "base"):
+        assert s[label]["dla"]["max_abs_sum_error"] < 1e-4
+        assert len(s[label]["logit_lens_mean"]["forward"]) == 2
+    assert len(s["weights"]["most_changed"]) == 10 and s["weights"]["per_layer"]["rel_W_out"][0] > 0
+    assert (out / "summary.md").read_text().startswith("# Inside the model")
+    for f in s["figures"] + s["pages"]:
+        assert (out / f).stat().st_size > 0, f
+    assert any(f.endswith(".svg") for f in s["figures"]) and len(s["pages"]) == 2

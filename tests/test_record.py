@@ -1,0 +1,120 @@
+"""Recording: shapes, positions, padding independence, gradients vs autograd, save/load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from interp.hooks import (HookNotFiredError, check_fired, check_mlp_post_is_down_input, hook_name,
+                          layer_hooks, parse_hook)
+from interp.models import load_model
+from interp.record import Query, Recording, record
+from interp.tokens import encode_pair
+
+QUERIES = [
+    Query("The writer of Tides of Glass is", " Orla Quillmere",
+          entities={"description": "writer of Tides of Glass"}, foil=" Ben Hall", meta={"fact": 1}),
+    Query("Known as Ben Hall, the", " first pilot to land on ice",
+          entities={"name": "Ben Hall"}, meta={"fact": 2}),
+    Query("Hi", " there", entities={"name": "absent"}),
+]
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return load_model("tiny:n_layers=2,d_model=64")
+
+
+def test_hook_vocabulary_roundtrip(lm) -> None:
+    for site in ("resid_post", "z", "mlp_post", "mlp_in", "attn_out", "mlp_out"):
+        assert parse_hook(hook_name(site, 1)) == (site, 1)
+    assert parse_hook("hook_embed") == ("embed", None)
+    check_mlp_post_is_down_input(lm.bridge, 1)
+    with pytest.raises(HookNotFiredError):
+        check_fired({"a"}, ["a", "b"])
+
+
+def test_mlp_post_is_the_down_projection_input(lm) -> None:
+    hooks = [hook_name("mlp_post", 0), hook_name("mlp_out", 0)]
+    rec = record(lm, QUERIES, hooks, positions=("all",))
+    post, out = rec.act(hooks[0], "all"), rec.act(hooks[1], "all")  # [rows, d_mlp], [rows, d_model]
+    down = lm.hf.model.layers[0].mlp.down_proj.weight  # [d_model, d_mlp]
+    torch.testing.assert_close(post @ down.T.detach(), out, atol=1e-5, rtol=1e-5)
+
+
+def test_positions_and_shapes(lm) -> None:
+    hooks = layer_hooks("resid_post", 2) + [hook_name("z", 1)]
+    rec = record(lm, QUERIES, hooks, positions=("all", "last", "entity:name", "entity:description"))
+    n_tokens = sum(len(p) + len(c) for p, c in (encode_pair(lm, q.prompt, q.target) for q in QUERIES))
+    assert rec.act(hooks[0], "all").shape == (n_tokens, 64)
+    assert rec.act(hooks[2], "last").shape == (3, 4, 16)
+    assert rec.rows("last")[:, 0].tolist() == [0, 1, 2]
+    assert rec.rows("last")[:, 1].tolist() == [q["prompt_len"] - 1 for q in rec.queries]
+    rows = rec.rows("entity:name")
+    assert set(rows[:, 0].tolist()) == {1}  # query 2 has no such text, query 0 no name
+    ids = encode_pair(lm, QUERIES[1].prompt, QUERIES[1].target)[0]
+    assert lm.tokenizer.decode([ids[t] for t in rows[:, 1].tolist()]).strip() == "Ben Hall"
+    # "all" rows at the last prompt position equal the "last" rows
+    all_rows = rec.rows("all")
+    for qi, t in rec.rows("last").tolist():
+        k = ((all_rows[:, 0] == qi) & (all_rows[:, 1] == t)).nonzero().item()
+        torch.testing.assert_close(rec.act(hooks[0], "all")[k], rec.act(hooks[0], "last")[qi])
+
+
+def test_batch_and_padding_independence(lm) -> None:
+    hooks = [hook_name("mlp_post", 1), hook_name("resid_post", 1)]
+    a = record(lm, QUERIES, hooks, positions=("all", "last"), grad="sum", batch_size=1)
+    b = record(lm, QUERIES, hooks, positions=("all", "last"), grad="sum", batch_size=3)
+    for key in a.tensors:
+        torch.testing.assert_close(a.tensors[key], b.tensors[key], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("grad", ["sum", "first"])
+def test_gradients_match_autograd(lm, grad: str) -> None:
+    hooks = layer_hooks("resid_pre", 2) + [hook_name("mlp_post", 1), hook_name("z", 0)]
+    rec = record(lm, QUERIES, hooks, positions=("all",), grad=grad, batch_size=3)
+    rows = rec.rows("all")
+    for qi, q in enumerate(QUERIES):
+        p, c = encode_pair(lm, q.prompt, q.target)
+        ids = torch.tensor([p + c])
+        store: dict[str, torch.Tensor] = {}
+        handles = [lm.hf.model.layers[1].mlp.down_proj.register_forward_pre_hook(
+            lambda m, args: store.__setitem__("post", args[0])),
+            lm.hf.model.layers[0].self_attn.o_proj.register_forward_pre_hook(
+            lambda m, args: store.__setitem__("z", args[0]))]
+        try:
+            out = lm.hf(input_ids=ids, output_hidden_states=True)
+        finally:
+            for h in handles:
+                h.remove()
+        logp = torch.log_softmax(out.logits[0].float(), -1)  # [pos, vocab]
+        n = 1 if grad == "first" else len(c)
+        objective = sum(logp[len(p) - 1 + j, c[j]] for j in range(n))
+        wrt = [out.hidden_states[0], out.hidden_states[1], store["post"], store["z"]]
+        expected = torch.autograd.grad(objective, wrt)
+        mine = rows[:, 0] == qi
+        for h, e in zip(hooks, expected):
+            got = rec.grad(h, "all")[mine]  # [pos, ...]
+            torch.testing.assert_close(got.reshape(e[0].shape), e[0], atol=1e-5, rtol=1e-4)
+        assert abs(rec.stat("target_logprob")[qi] - sum(logp[len(p) - 1 + j, c[j]]
+                                                         for j in range(len(c)))) < 1e-4
+    assert all(p.requires_grad for p in lm.hf.parameters())  # restored after recording
+
+
+def test_save_load_roundtrip(lm, tmp_path) -> None:
+    rec = record(lm, QUERIES, [hook_name("mlp_post", 0)], positions=("last", "entity:name"),
+                 grad="first")
+    rec.save(tmp_path / "rec")
+    back = Recording.load(tmp_path / "rec")
+    assert back.index == rec.index
+    assert back.queries[0]["meta"] == {"fact": 1}
+    for k in rec.tensors:
+        assert torch.equal(back.tensors[k], rec.tensors[k])
+    assert float(back.stat("foil_logit")[0]) != 0.0
+
+
+def test_unknown_hook_and_position_are_errors(lm) -> None:
+    with pytest.raises(KeyError):
+        record(lm, QUERIES, ["blocks.9.mlp.hook_post"])
+    with pytest.raises(ValueError):
+        record(lm, QUERIES, [hook_name("mlp_post", 0)], positions=("middle",))
