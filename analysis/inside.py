@@ -198,7 +198,7 @@ def run_inside_analysis(run_dir: str | Path, n_facts: int | None = None, device:
                         progress: bool = True, config: InsideConfig | None = None) -> dict[str, Any]:
     """Run the whole analysis on a finished experiment 1 run; returns the summary dict."""
     from experiments.exp1_data import load_exp1
-    from experiments.io import write_json, write_text
+    from interp.fileio import write_json, write_text
     from interp.models import load_model
 
     t0 = time.time()

@@ -119,7 +119,7 @@ def attention_pattern(lm: LoadedModel, prompt: str, layer: int) -> torch.Tensor:
 def write_fact_page(lm: LoadedModel, title: str, queries: Sequence[Query], labels: Sequence[str],
                     layer: int, path: str | Path, notes: Sequence[str] = ()) -> Path:
     """One page: per query, token attribution and the attention heads of ``layer``."""
-    from experiments.io import write_text
+    from interp.fileio import write_text
 
     blocks: list[Block] = []
     for (tokens, values), q, label, note in zip(token_attribution(lm, queries), queries, labels,

@@ -36,7 +36,7 @@ from typing import Any
 from experiments.exp1_data import Exp1DataConfig, Exp1Dataset, generate_exp1, load_exp1, write_exp1
 from experiments.exp1_eval import EvalConfig, evaluate_exp1, load_metrics
 from experiments.finetune import FinetuneConfig, finetune
-from experiments.io import write_json
+from interp.fileio import write_json
 from interp.models import ModelOptions, load_model, save_model
 
 
@@ -113,7 +113,7 @@ PRESETS: dict[str, Exp1Config] = {
     # CPU default (2 cores, under 20 minutes): sizes chosen by measurement, see docs/exp1.md.
     "cpu": Exp1Config(
         data=Exp1DataConfig(n_facts=30, n_paraphrases=10, n_test_templates=10),
-        finetune=FinetuneConfig(lr=5e-5, batch_size=16, epochs=3, warmup_steps=10),
+        finetune=FinetuneConfig(lr=5e-5, batch_size=16, epochs=4, warmup_steps=10),
         preset="cpu"),
     # Seconds, on a tiny random model: the pipeline end to end, used by the tests.
     "smoke": Exp1Config(
@@ -272,7 +272,7 @@ def stage_report(run_dir: Path) -> str:
     if not metrics:
         raise FileNotFoundError(f"no metrics in {run_dir / 'eval'}: run `rct evaluate {run_dir}` first")
     text = table1(metrics, title=f"Experiment 1 ({cfg.preset} preset, {cfg.model})")
-    from experiments.io import write_text
+    from interp.fileio import write_text
 
     write_text(run_dir / "table1.md", text)
     figure4(metrics, run_dir / "figure4")

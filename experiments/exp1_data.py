@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments import exp1_words as words
-from experiments.io import write_json, write_jsonl
+from interp.fileio import write_json, write_jsonl
 
 SUBSETS: tuple[str, ...] = ("p2d", "d2p", "both")
 NAME_FIRST = "name_first"

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analysis.stats import paired_tests, per_group_means
-from experiments.io import write_json, write_jsonl
+from interp.fileio import write_json, write_jsonl
 from interp.generate import greedy_generate
 from interp.scoring import score_completions
 from interp.tokens import encode_pair

@@ -22,7 +22,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from interp.fileio import atomic_dir
 from interp.tokens import encode_pair, pad_batch, pad_id
 
 if TYPE_CHECKING:
@@ -92,11 +92,6 @@ class FinetuneConfig:
         return cls(**d)
 
 
-def _atomic_dir(target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-
-
 def latest_checkpoint(ckpt_dir: Path) -> Path | None:
     done = sorted(p for p in ckpt_dir.glob("epoch-*") if (p / "state.json").exists())
     return done[-1] if done else None
@@ -106,18 +101,11 @@ def _save_checkpoint(ckpt_dir: Path, epoch: int, model: torch.nn.Module, opt: to
                      sched: torch.optim.lr_scheduler.LRScheduler, state: dict[str, Any], keep: int) -> None:
     from safetensors.torch import save_model
 
-    target = ckpt_dir / f"epoch-{epoch:03d}"
-    tmp = _atomic_dir(target)
-    try:
+    with atomic_dir(ckpt_dir / f"epoch-{epoch:03d}") as tmp:
         save_model(model, str(tmp / "model.safetensors"))
         torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                     "torch_rng": torch.get_rng_state()}, tmp / "trainer_state.pt")
         (tmp / "state.json").write_text(json.dumps(state, indent=1))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     for old in sorted(ckpt_dir.glob("epoch-*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
 

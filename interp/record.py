@@ -33,9 +33,6 @@ Example::
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
@@ -44,6 +41,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from interp.fileio import atomic_dir
 from interp.hooks import NO_GRAD_SITES, check_fired, check_hooks_exist, hook_name, parse_hook_site
 from interp.tokens import encode_pair, encode_with_offsets, pad_batch, pad_id, token_span
 
@@ -127,18 +125,10 @@ class Recording:
     def save(self, folder: str | Path) -> Path:
         """Write ``tensors.safetensors`` and ``index.json`` (atomically, as a folder)."""
         folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-        try:
+        with atomic_dir(folder) as tmp:
             save_file({k: v.contiguous() for k, v in self.tensors.items()},
                       str(tmp / "tensors.safetensors"))
             (tmp / "index.json").write_text(json.dumps(self.index, indent=1))
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(tmp, folder)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         return folder
 
     @classmethod
