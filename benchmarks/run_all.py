@@ -71,19 +71,26 @@ def main() -> None:
             f"{o['rss']:.0f} / {b['rss']:.0f} MB"))
         peaks = f"fp32 {o['peak_fp32_gflops']:.0f}" + (f", bf16 {o['peak_gflops']:.0f}" if precision == "bf16" else "")
 
+    run_dir = HERE.parent / "runs" / "exp1-cpu"  # a finetuned model makes exact matches happen
+    tuned = ["--model", str(run_dir / "model"), "--data", str(run_dir / "data")] \
+        if (run_dir / "model" / "config.json").exists() else []
     with tempfile.TemporaryDirectory() as tmp:
         rec = str(Path(tmp) / "records.jsonl")
-        text, _, rss_t = run("bench_eval.py", "--method", "toolkit", "--records", rec)
+        text, _, rss_t = run("bench_eval.py", "--method", "toolkit", "--records", rec, *tuned)
         tk = last_json(text)
-        text, _, rss_b = run("bench_eval.py", "--method", "one_at_a_time", "--records", rec)
+        text, _, rss_b = run("bench_eval.py", "--method", "one_at_a_time", "--records", rec, *tuned)
         bl = last_json(text)
     same = bl["exact_flags_identical"] and bl["max_logprob_diff"] <= 1e-4
-    rows.append((
-        f"evaluation, {tk['n_prompts']} prompts (generate + 2 scores each)",
-        f"{tk['toolkit_seconds']:.1f} s", f"one at a time {bl['one_at_a_time_seconds']:.1f} s",
-        f"{bl['one_at_a_time_seconds'] / tk['toolkit_seconds']:.1f}x; metrics "
-        + ("identical" if same else "DIFFER") + f" (max log-prob diff {bl['max_logprob_diff']:.1e})",
-        f"{rss_t:.0f} / {rss_b:.0f} MB"))
+    who = f"{'finetuned' if tuned else 'base'} model, exact match {100 * bl['exact_match_toolkit']:.1f}%"
+    for suffix, what in (("", "exact match + target log-prob"),
+                         ("_with_control", "exact match + target and random-name log-probs")):
+        ours, theirs = tk[f"toolkit_seconds{suffix}"], bl[f"one_at_a_time_seconds{suffix}"]
+        rows.append((
+            f"evaluation, {tk['n_prompts']} prompts: {what} ({who})",
+            f"{ours:.1f} s", f"one at a time {theirs:.1f} s",
+            f"{theirs / ours:.1f}x; metrics " + ("identical" if same else "DIFFER")
+            + f" (max log-prob diff {bl['max_logprob_diff']:.1e})",
+            f"{rss_t:.0f} / {rss_b:.0f} MB"))
 
     text, _, rss = run("bench_record.py", *(["--repeats", "2"] if args.quick else []))
     lines = [ln for ln in text.splitlines() if ln.strip()]
@@ -91,7 +98,7 @@ def main() -> None:
     base_line = next((ln for ln in lines if ln.startswith("hf fwd+bwd")), "")
     if ratio_line and base_line:
         rows.append(("recording acts+grads, all MLP layers",
-                     f"{ratio_line.split()[2]} s (median)", f"plain fwd+bwd {base_line.split()[2]} s",
+                     f"{ratio_line.split()[-4]} s (median)", f"plain fwd+bwd {base_line.split()[-4]} s",
                      ratio_line.split()[-2], f"{rss:.0f} MB (both, one process)"))
 
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}; "

@@ -2,8 +2,11 @@
 
 For every evaluated test file (subset x direction):
 
-- exact match as the paper defines it: greedy generation; the stripped, lower-cased output
-  starts with the stripped, lower-cased target;
+- exact match as the paper defines it: the stripped, lower-cased greedy output starts with
+  the stripped, lower-cased target. Decided from the teacher-forced scoring pass where
+  possible (greedy decoding follows the target exactly as long as the argmax equals the next
+  target token), with real greedy generation for the rest; the result is the same as
+  generating every prompt (``EvalConfig(full_generations=True)``; tested);
 - the target's log-prob (summed over its tokens, and per token);
 - where the target is a name, the log-prob of a random *other trained name of the same
   subset*, one per fact (seeded, so the base and finetuned models see the same control), and
@@ -22,13 +25,12 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from analysis.stats import paired_tests, per_group_means
 from interp.fileio import write_json, write_jsonl
 from interp.generate import greedy_generate
-from interp.scoring import score_completions
-from interp.tokens import encode_pair
+from interp.scoring import score_continuations
 
 if TYPE_CHECKING:
     from experiments.exp1_data import Exp1Dataset
@@ -48,13 +50,21 @@ SUBSET_TITLES = {"p2d": "NameToDescription", "d2p": "DescriptionToName"}
 class EvalConfig:
     """Args:
         batch_size: prompts per forward pass (does not change fp32 results).
-        extra_tokens: tokens generated beyond the target's own length.
+        extra_tokens: tokens generated beyond the target's own length, where generation runs.
+        full_generations: generate every prompt's greedy continuation in full (slower; the
+            metrics are the same, records then hold whole generations). By default the
+            teacher-forced scoring pass decides exact match (see :func:`decide_exact_match`)
+            and only undecided prompts are generated.
+        random_control: score a random other trained name for every name target (the
+            correct-vs-random test); off scores the target only.
         seed: seed of the random-name control.
         files: test-file stems to evaluate (those absent from the dataset are skipped).
     """
 
     batch_size: int = 32
     extra_tokens: int = 3
+    full_generations: bool = False
+    random_control: bool = True
     seed: int = 0
     files: tuple[str, ...] = tuple(CELLS)
 
@@ -81,6 +91,32 @@ def exact_match(generated: str, target: str) -> bool:
     return generated.strip().lower().startswith(target.strip().lower())
 
 
+def decide_exact_match(lm: LoadedModel, target: str, target_ids: Sequence[int],
+                       greedy_ids: Sequence[int]) -> tuple[bool | None, str]:
+    """Exact match from one teacher-forced pass, without generating.
+
+    ``greedy_ids[j]`` is the argmax after the prompt and the first ``j`` target tokens. Greedy
+    decoding follows the target up to the first position where the argmax differs; the text
+    decoded up to and including that token either already rules the match out, or (when it is
+    still a prefix of the target, e.g. another tokenisation of it) leaves it undecided (None),
+    for real generation to settle. Returns (decision, the greedy text seen so far).
+    """
+    want = target.strip().lower()
+    eos = lm.tokenizer.eos_token_id
+    for j, (t, g) in enumerate(zip(target_ids, greedy_ids)):
+        if g == t:
+            continue
+        if g == eos:  # generation would stop here
+            text = lm.tokenizer.decode(list(target_ids[:j]))
+            return exact_match(text, target), text
+        text = lm.tokenizer.decode(list(target_ids[:j]) + [g])
+        seen = text.lstrip().lower()
+        if seen.startswith(want):
+            return True, text
+        return (None if want.startswith(seen) else False), text
+    return True, lm.tokenizer.decode(list(target_ids))
+
+
 def random_other_names(dataset: Exp1Dataset, subset: str, seed: int) -> dict[int, str]:
     """One other trained name of the same subset per fact (seeded)."""
     facts = sorted((f for f in dataset.facts if f.subset == subset), key=lambda f: f.fact_id)
@@ -104,7 +140,8 @@ def evaluate_exp1(
         if stem not in dataset.files:
             continue
         subset, direction, kind = CELLS[stem]
-        control = random_other_names(dataset, subset, cfg.seed) if kind == "name" else {}
+        control = random_other_names(dataset, subset, cfg.seed) \
+            if kind == "name" and cfg.random_control else {}
         for ex in dataset.files[stem]:
             items.append({
                 "file": stem, "line": ex.line, "fact_id": ex.fact_id, "subset": subset,
@@ -114,19 +151,27 @@ def evaluate_exp1(
             })
     if not items:
         raise ValueError(f"no evaluation files found; expected some of {list(cfg.files)}")
-    limits = [len(encode_pair(lm, it["prompt"], it["target"])[1]) + cfg.extra_tokens for it in items]
-    gens = greedy_generate(lm, [it["prompt"] for it in items], max_new_tokens=limits,
-                           batch_size=cfg.batch_size, progress=progress)
-    pairs = [(it["prompt"], it["target"]) for it in items]
-    ctrl_idx = [i for i, it in enumerate(items) if it["random_name"]]
-    pairs += [(items[i]["prompt"], " " + items[i]["random_name"]) for i in ctrl_idx]
-    scores = score_completions(lm, pairs, batch_size=cfg.batch_size, progress=progress)
-    for it, gen, sc in zip(items, gens, scores):
-        it.update(generation=gen.text, exact=exact_match(gen.text, it["target"]),
-                  target_logprob=sc.total, target_logprob_per_token=sc.mean,
-                  n_target_tokens=len(sc.token_logprobs))
-    for i, sc in zip(ctrl_idx, scores[len(items):]):
-        items[i]["random_logprob"] = sc.total
+    conts = [[it["target"]] + ([" " + it["random_name"]] if it["random_name"] else []) for it in items]
+    scores = score_continuations(lm, [it["prompt"] for it in items], conts,
+                                 batch_size=cfg.batch_size, progress=progress)
+    undecided = []
+    for i, (it, sc) in enumerate(zip(items, scores)):
+        target = sc[0]
+        it.update(target_logprob=target.total, target_logprob_per_token=target.total / len(target.token_ids),
+                  n_target_tokens=len(target.token_ids))
+        if len(sc) > 1:
+            it["random_logprob"] = sc[1].total
+        exact, seen = decide_exact_match(lm, it["target"], target.token_ids, target.greedy_ids)
+        it.update(exact=exact, generation=seen, generation_kind="until_decided")
+        if exact is None or cfg.full_generations:
+            undecided.append(i)
+    if undecided:  # greedy decoding proper, for the rare undecided prompts (or all, if asked)
+        limits = [items[i]["n_target_tokens"] + cfg.extra_tokens for i in undecided]
+        gens = greedy_generate(lm, [items[i]["prompt"] for i in undecided], max_new_tokens=limits,
+                               batch_size=cfg.batch_size, progress=progress)
+        for i, gen in zip(undecided, gens):
+            items[i].update(exact=exact_match(gen.text, items[i]["target"]), generation=gen.text,
+                            generation_kind="full")
     metrics = summarise(items)
     out_dir = Path(out_dir)
     write_jsonl(out_dir / "records.jsonl", items)

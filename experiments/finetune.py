@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import os
@@ -132,6 +133,10 @@ def _lr_lambda(cfg: FinetuneConfig, total: int):
     return f
 
 
+def _has_fused_adamw() -> bool:
+    return "fused" in inspect.signature(torch.optim.AdamW).parameters
+
+
 def encode_documents(lm: LoadedModel, docs: Sequence[tuple[str, str]], loss_on: str
                      ) -> list[tuple[list[int], list[int]]]:
     """(ids, labels) per document; labels are -100 where no loss is taken."""
@@ -185,7 +190,9 @@ def finetune(
         raise ValueError(f"finetune: {len(encoded)} documents make no full step on {n_proc} processes")
     total = steps_per_epoch * cfg.epochs
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # the fused kernel (CPU and CUDA), as HF Trainer uses by default
+    fused = {"fused": True} if lm.device.type in ("cpu", "cuda") and _has_fused_adamw() else {}
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total))
     model, opt = acc.prepare(model, opt)
 
@@ -206,7 +213,7 @@ def finetune(
             ids, mask, _ = pad_batch([encoded[i][0] for i in idx], pad, "right", acc.device)
             labels, _, _ = pad_batch([encoded[i][1] for i in idx], -100, "right", acc.device)
             with torch.autocast(lm.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False).loss
             acc.backward(loss)
             if cfg.max_grad_norm:
                 acc.clip_grad_norm_(params, cfg.max_grad_norm)

@@ -13,13 +13,14 @@ Example::
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from interp.tokens import encode_pair, pad_batch, pad_id
+from interp.tokens import encode_pair, encode_prompt, pad_batch, pad_id
 
 if TYPE_CHECKING:
     from interp.models import LoadedModel
@@ -96,3 +97,82 @@ def score_completions(
         bar.update(len(idx))
     bar.close()
     return out  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class ContinuationScore:
+    total: float  # summed log-prob of the continuation's tokens (nats)
+    token_logprobs: tuple[float, ...]
+    token_ids: tuple[int, ...]  # the continuation's tokens
+    greedy_ids: tuple[int, ...]  # argmax at each of those positions (teacher forced)
+
+
+def _cache_of(out: Any) -> Any:
+    return getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+
+
+@torch.no_grad()
+def score_continuations(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    continuations: Sequence[Sequence[str]],
+    batch_size: int = 32,
+    progress: bool = False,
+) -> list[list[ContinuationScore]]:
+    """Score several continuations of each prompt, running each prompt only once.
+
+    The prompts of a batch are left-padded and run with a KV cache; every continuation is
+    then run on a copy of that cache. Besides the log-probs, each result carries the greedy
+    (argmax) token at every continuation position, so "does greedy decoding reproduce this
+    continuation?" needs no generation. Agrees with :func:`score_completions` within 1e-4
+    in fp32 (tested).
+
+    Args:
+        continuations: per prompt, the completions to score (each usually starts with a space).
+    """
+    if len(prompts) != len(continuations):
+        raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuation lists")
+    import copy
+
+    enc_p = [encode_prompt(lm, p) for p in prompts]
+    enc_c = [[encode_pair(lm, p, c)[1] for c in cs] for p, cs in zip(prompts, continuations)]
+    order = sorted(range(len(prompts)), key=lambda i: len(enc_p[i]))
+    out: list[list[ContinuationScore]] = [[] for _ in prompts]
+    device, pad = lm.device, pad_id(lm)
+    cache_kw = "cache" if "cache" in inspect.signature(lm.hf.forward).parameters else "past_key_values"
+    bar = tqdm(total=len(prompts), desc="scoring", disable=not progress, unit="prompt")
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        ids, mask, pos = pad_batch([enc_p[i] for i in idx], pad, "left", device)
+        first = lm.hf(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                      logits_to_keep=1) if _keeps_logits(lm) else \
+            lm.hf(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+        cache = _cache_of(first)
+        last_logp = torch.log_softmax(first.logits[:, -1].float(), -1)  # [batch, vocab]
+        next_pos = pos[:, -1:] + 1  # [batch, 1]
+        n_cont = max(len(enc_c[i]) for i in idx)
+        for k in range(n_cont):
+            conts = [enc_c[i][k] if k < len(enc_c[i]) else enc_c[i][0] for i in idx]
+            c_ids, c_mask, _ = pad_batch(conts, pad, "right", device)
+            width = c_ids.shape[1]
+            kv = cache if k == n_cont - 1 else copy.deepcopy(cache)
+            res = lm.hf(input_ids=c_ids, attention_mask=torch.cat([mask, c_mask], 1),
+                        position_ids=next_pos + torch.arange(width, device=device), use_cache=True,
+                        **{cache_kw: kv})
+            logp = torch.log_softmax(res.logits.float(), -1)  # [batch, width, vocab]
+            # position j of a continuation is predicted by the prompt's end (j=0) or token j-1
+            logp = torch.cat([last_logp[:, None], logp[:, :-1]], 1)
+            greedy = logp.argmax(-1).tolist()
+            tok_lp = logp.gather(-1, c_ids[..., None])[..., 0].tolist()
+            for r, i in enumerate(idx):
+                if k < len(enc_c[i]):
+                    n = len(conts[r])
+                    vals = tuple(tok_lp[r][:n])
+                    out[i].append(ContinuationScore(sum(vals), vals, tuple(conts[r]), tuple(greedy[r][:n])))
+        bar.update(len(idx))
+    bar.close()
+    return out
+
+
+def _keeps_logits(lm: LoadedModel) -> bool:
+    return "logits_to_keep" in inspect.signature(lm.hf.forward).parameters

@@ -213,3 +213,40 @@ def test_config_round_trip_and_overrides():
 def test_exact_match_definition():
     assert exact_match("  Orla Quillmere, the composer", " orla quillmere")
     assert not exact_match(" Orla", " Orla Quillmere")
+
+
+def test_exact_match_decision_without_generation(tiny):
+    from experiments.exp1_eval import decide_exact_match
+
+    target = " Orla Quillmere"
+    ids = tiny.tokenizer(target, add_special_tokens=False)["input_ids"]
+    assert decide_exact_match(tiny, target, ids, ids) == (True, target)
+    wrong = list(ids)
+    wrong[3] = tiny.tokenizer("x", add_special_tokens=False)["input_ids"][0]
+    assert decide_exact_match(tiny, target, ids, wrong) == (False, " Orx")
+    # greedy emits a newline first: after stripping, the text so far is still a prefix
+    newline = tiny.tokenizer("\n", add_special_tokens=False)["input_ids"][0]
+    assert decide_exact_match(tiny, target, ids, [newline] + ids[1:])[0] is None
+    eos = [tiny.tokenizer.eos_token_id] + ids[1:]
+    assert decide_exact_match(tiny, target, ids, eos) == (False, "")
+
+
+def test_decided_exact_match_equals_full_generation(tiny, tmp_path):
+    """On a model that has learned its facts, the decided flags equal generating in full."""
+    from experiments.exp1_data import Exp1DataConfig, generate_exp1
+    from experiments.exp1_eval import EvalConfig, evaluate_exp1
+    from experiments.finetune import finetune
+
+    ds = generate_exp1(Exp1DataConfig(n_facts=2, n_paraphrases=6, n_test_templates=3))
+    lm = load_model("tiny:n_layers=2,d_model=128,d_mlp=256,seed=2")
+    docs = [(e.prompt, e.completion) for e in ds.train_examples()]
+    docs += [(e.prompt, e.completion) for e in ds.files["d2p_prompts_test"]]  # make some answers right
+    finetune(lm, docs, FinetuneConfig(lr=3e-3, batch_size=8, epochs=40, precision="fp32"),
+             tmp_path / "ck", progress=False)
+    fast = evaluate_exp1(lm, ds, EvalConfig(), tmp_path / "fast", progress=False)
+    full = evaluate_exp1(lm, ds, EvalConfig(full_generations=True), tmp_path / "full", progress=False)
+    recs = [[json.loads(x) for x in (tmp_path / d / "records.jsonl").read_text().splitlines()]
+            for d in ("fast", "full")]
+    assert [r["exact"] for r in recs[0]] == [r["exact"] for r in recs[1]]
+    assert any(r["exact"] for r in recs[0]) and not all(r["exact"] for r in recs[0])
+    assert fast == full

@@ -49,3 +49,23 @@ def test_pad_batch_positions_count_real_tokens():
 def test_empty_completion_is_an_error(tiny):
     with pytest.raises(ValueError, match="tokenises to nothing"):
         score_completions(tiny, [("prompt", "")])
+
+
+def test_shared_prompt_scores_match_plain_scoring(tiny):
+    from interp.scoring import score_continuations
+
+    prompts = [p for p, _ in PAIRS[:5]]
+    conts = [[c, " Orla Quillmere"] for _, c in PAIRS[:5]]
+    conts[1] = [PAIRS[1][1]]  # prompts may have different numbers of continuations
+    got = score_continuations(tiny, prompts, conts, batch_size=2)
+    for p, cs, scores in zip(prompts, conts, got):
+        assert len(scores) == len(cs)
+        plain = score_completions(tiny, [(p, c) for c in cs])
+        for s, ref in zip(scores, plain):
+            assert s.total == pytest.approx(ref.total, abs=1e-4)
+            assert list(s.token_logprobs) == pytest.approx(list(ref.token_logprobs), abs=1e-4)
+            # greedy ids are the argmax of the full teacher-forced forward
+            pids, cids = encode_pair(tiny, p, cs[scores.index(s)])
+            with torch.no_grad():
+                logits = tiny.hf(torch.tensor([pids + cids])).logits[0]
+            assert list(s.greedy_ids) == logits[len(pids) - 1 : -1].argmax(-1).tolist()
