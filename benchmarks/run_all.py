@@ -58,7 +58,8 @@ def main() -> None:
 
     for precision in ("fp32", "bf16"):
         res = {}
-        for method in ("ours", "trainer"):
+        # alternate who goes first, so slow drift on a shared machine hits both
+        for method in (("ours", "trainer") if precision == "fp32" else ("trainer", "ours")):
             text, _, rss = run("bench_train.py", "--method", method, "--precision", precision, *steps)
             res[method] = {**last_json(text), "rss": rss}
         o, b = res["ours"], res["trainer"]
