@@ -27,7 +27,7 @@ from interp import load_model
 from interp.tokens import pad_batch, pad_id
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 1.5) -> float:
+def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 0.75) -> float:
     """Best sustained GFLOP/s of an n x n matmul in ``dtype`` on this machine."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--method", choices=["ours", "trainer"], required=True)
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--steps", type=int, default=12)
-    ap.add_argument("--warmup", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=16)
     args = ap.parse_args(argv)
     lm = load_model(args.model)

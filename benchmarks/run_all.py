@@ -93,7 +93,7 @@ def main() -> None:
             + f" (max log-prob diff {bl['max_logprob_diff']:.1e})",
             f"{rss_t:.0f} / {rss_b:.0f} MB"))
 
-    text, _, rss = run("bench_record.py", *(["--repeats", "2"] if args.quick else []))
+    text, _, rss = run("bench_record.py", "--repeats", "2")
     lines = [ln for ln in text.splitlines() if ln.strip()]
     ratio_line = next((ln for ln in lines if ln.startswith("record acts+grads")), "")
     base_line = next((ln for ln in lines if ln.startswith("hf fwd+bwd")), "")
