@@ -59,7 +59,7 @@ def main() -> None:
     print(f"\nload_model({args.model!r}): {load_s:.2f} s (from the cache after the first load)")
     print(f"{len(pairs)} (prompt, completion) pairs, model {args.model}, "
           f"{torch.get_num_threads()} torch threads\n")
-    print(f"| method | seconds | pairs/s | speed-up vs baseline | max abs diff (nats) |")
+    print("| method | seconds | pairs/s | speed-up vs baseline | max abs diff (nats) |")
     print("|---|---|---|---|---|")
     for name, dt, diff in rows:
         print(f"| {name} | {dt:.1f} | {len(pairs) / dt:.1f} | {base / dt:.2f}x | {diff:.1e} |")
