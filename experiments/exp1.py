@@ -10,6 +10,7 @@ A run directory holds everything one run produced::
     train_log.json   loss per step
     eval/base/, eval/finetuned/   records.jsonl (one line per prompt) and metrics.json
     table1.md, figure4.png, figure4.svg
+    analysis/        written by ``rct analyse RUN`` (figures, pages, summary.json/.md)
 
 Each stage reads and writes only the run directory, so it can run on its own
 (``rct finetune RUN``) and a finished stage is skipped when the run is resumed.
