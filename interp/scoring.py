@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from interp.tokens import encode_pair, encode_prompt, pad_batch, pad_id
+from interp.tokens import encode_completion, encode_pair, encode_prompt, pad_batch, pad_id
 
 if TYPE_CHECKING:
     from interp.models import LoadedModel
@@ -135,7 +135,7 @@ def score_continuations(
     import copy
 
     enc_p = [encode_prompt(lm, p) for p in prompts]
-    enc_c = [[encode_pair(lm, p, c)[1] for c in cs] for p, cs in zip(prompts, continuations)]
+    enc_c = [[encode_completion(lm, c) for c in cs] for cs in continuations]
     order = sorted(range(len(prompts)), key=lambda i: len(enc_p[i]))
     out: list[list[ContinuationScore]] = [[] for _ in prompts]
     device, pad = lm.device, pad_id(lm)

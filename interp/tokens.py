@@ -34,12 +34,17 @@ def encode_prompt(lm: LoadedModel, prompt: str) -> list[int]:
     return bos + _ids(lm, prompt)
 
 
-def encode_pair(lm: LoadedModel, prompt: str, completion: str) -> tuple[list[int], list[int]]:
-    """Prompt ids (with BOS) and completion ids, tokenised separately."""
+def encode_completion(lm: LoadedModel, completion: str) -> list[int]:
+    """``tok(completion)`` on its own (no BOS); an empty result is an error."""
     completion_ids = _ids(lm, completion)
     if not completion_ids:
         raise ValueError(f"completion {completion!r} tokenises to nothing")
-    return encode_prompt(lm, prompt), completion_ids
+    return completion_ids
+
+
+def encode_pair(lm: LoadedModel, prompt: str, completion: str) -> tuple[list[int], list[int]]:
+    """Prompt ids (with BOS) and completion ids, tokenised separately."""
+    return encode_prompt(lm, prompt), encode_completion(lm, completion)
 
 
 def encode_with_offsets(lm: LoadedModel, text: str) -> tuple[list[int], list[tuple[int, int]]]:
