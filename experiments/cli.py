@@ -5,6 +5,8 @@
     rct init --preset cpu --out RUN [--set finetune.epochs=2 ...]
     rct generate RUN | rct finetune RUN [--resume] | rct evaluate RUN [--which base]
     rct report RUN | rct analyse RUN
+    rct sweep --preset cpu --out runs/sweep --grid finetune.lr=2e-5,5e-5 --seeds 0,1,2
+    rct sweep-report runs/sweep
 
 Each command is a plain function below (``cmd_*``), separate from argument parsing.
 """
@@ -65,6 +67,53 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _values(raw: str) -> list:
+    import json
+
+    if raw.startswith("["):
+        return json.loads(raw)
+    out = []
+    for item in raw.split(","):
+        try:
+            out.append(json.loads(item))
+        except json.JSONDecodeError:
+            out.append(item)
+    return out
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from experiments.sweep import SweepConfig, report_sweep, run_sweep
+
+    grid = {}
+    for item in args.grid or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not raw:
+            raise ValueError(f"--grid {item!r}: expected KEY=V1,V2,... (e.g. finetune.lr=1e-5,5e-5)")
+        if key in grid:
+            raise ValueError(f"--grid {item!r}: key {key!r} given twice")
+        grid[key] = _values(raw)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [0]
+    shard = None
+    if args.shard:
+        k, sep, n = args.shard.partition("/")
+        if not sep or not k.isdigit() or not n.isdigit():
+            raise ValueError(f"--shard {args.shard!r}: expected K/N, e.g. 1/2")
+        shard = (int(k), int(n))
+    sweep = SweepConfig(_config(args), grid, seeds)
+    run_sweep(sweep, Path(args.out), resume=args.resume, shard=shard, progress=not args.quiet,
+              evaluate_base=not args.no_base)
+    print(report_sweep(Path(args.out)))
+    print(f"sweep directory: {args.out}")
+    return 0
+
+
+def cmd_sweep_report(args: argparse.Namespace) -> int:
+    from experiments.sweep import report_sweep
+
+    print(report_sweep(Path(args.sweep)))
+    return 0
+
+
 def cmd_analyse(args: argparse.Namespace) -> int:
     from analysis.inside import main as analyse_main
 
@@ -105,6 +154,19 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "evaluate":
             p.add_argument("--which", nargs="+", default=["base", "finetuned"], choices=["base", "finetuned"])
         p.set_defaults(fn=fn)
+    p = sub.add_parser("sweep", help="experiment 1 over a grid of config values x finetuning seeds")
+    config_args(p)
+    p.add_argument("--grid", action="append", metavar="KEY=V1,V2,...",
+                   help="a config key and its values, e.g. finetune.lr=1e-5,5e-5 (repeatable; cells are the product)")
+    p.add_argument("--seeds", metavar="S1,S2,...", help="finetuning seeds run at every grid point (default 0)")
+    p.add_argument("--shard", metavar="K/N", help="run only cells K, K+N, K+2N, ... (1-based)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
+    p.add_argument("--no-base", action="store_true", help="skip evaluating the base model once")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(fn=cmd_sweep)
+    p = sub.add_parser("sweep-report", help="tables and figure of a sweep's finished cells")
+    p.add_argument("sweep", help="sweep directory")
+    p.set_defaults(fn=cmd_sweep_report)
     p = sub.add_parser("analyse", help="look inside the finetuned model (figures and pages)")
     p.add_argument("run", help="run directory")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the analysis (see --help)")

@@ -1,0 +1,199 @@
+"""Sweep report: per-cell and per-grid-point tables, and the sweep figure.
+
+Reads what :func:`experiments.sweep.collect` returns. Writes into the sweep directory:
+
+- ``sweep.md``: exact match per subset and direction for every cell; the mean and standard
+  deviation over seeds per grid point; the correct vs random name test on reverse
+  NameToDescription prompts for every cell (the paper's Table 3 has one such row per run);
+- ``summary.json``: the same numbers, machine-readable;
+- ``heatmap.png|svg`` for a two-key grid (the paper's Figures 6 and 7: learning rate x batch
+  size), ``lines.png|svg`` for one key or seeds only (mean over seeds, bars: min to max).
+
+Example::
+
+    from experiments.sweep import collect
+    print(write_sweep_report(collect(Path("runs/sweep")), Path("runs/sweep")))
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from experiments.exp1_eval import CELLS, SUBSET_TITLES
+from interp.fileio import write_json, write_text
+
+# (file stem, short label) in display order
+METRICS = [(stem, f"{SUBSET_TITLES[s]} {d}") for stem, (s, d, _) in
+           sorted(CELLS.items(), key=lambda kv: (kv[1][0] != "d2p", kv[1][1] != "same"))]
+TEST_STEM = "p2d_reverse_prompts_test"  # reverse prompts whose target is a name
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}"
+
+
+def _p(x: float | None) -> str:
+    return "n/a" if x is None else (f"{x:.2g}" if x >= 1e-3 else f"{x:.1e}")
+
+
+def _grid_point(overrides: dict[str, Any], keys: list[str]) -> tuple:
+    return tuple(json.dumps(overrides[k]) for k in keys)
+
+
+def summarise(collected: dict[str, Any]) -> dict[str, Any]:
+    """Per cell and per grid point (over seeds): exact match of each test file, and the
+    reverse-prompt correct vs random test."""
+    keys = list(collected["config"]["grid"])
+    cells = []
+    for row in collected["cells"]:
+        m = row["metrics"]["cells"]
+        em = {stem: m[stem]["exact_match"] for stem, _ in METRICS if stem in m}
+        test = m.get(TEST_STEM, {}).get("correct_vs_random")
+        cells.append({"name": row["name"], "overrides": row["overrides"], "exact_match": em, "reverse_test": test})
+    points: dict[tuple, dict[str, Any]] = {}
+    for c in cells:
+        pt = points.setdefault(_grid_point(c["overrides"], keys), {
+            "values": {k: c["overrides"][k] for k in keys}, "seeds": [], "exact_match": {}, "n_significant": 0})
+        pt["seeds"].append(c["overrides"].get("finetune.seed"))
+        for stem, v in c["exact_match"].items():
+            pt["exact_match"].setdefault(stem, []).append(v)
+        if c["reverse_test"] and c["reverse_test"]["t_pvalue"] is not None and c["reverse_test"]["t_pvalue"] < 0.05:
+            pt["n_significant"] += 1
+    for pt in points.values():
+        pt["exact_match"] = {stem: {"mean": statistics.fmean(v), "sd": statistics.stdev(v) if len(v) > 1 else 0.0,
+                                    "min": min(v), "max": max(v), "n": len(v)}
+                             for stem, v in pt["exact_match"].items()}
+    base = None
+    if collected.get("base"):
+        base = {stem: collected["base"]["cells"][stem]["exact_match"] for stem, _ in METRICS
+                if stem in collected["base"]["cells"]}
+    return {"grid_keys": keys, "n_cells": collected["n_cells"], "n_finished": len(cells),
+            "cells": cells, "points": list(points.values()), "base_exact_match": base}
+
+
+def sweep_markdown(summary: dict[str, Any], title: str = "Experiment 1 sweep") -> str:
+    keys = summary["grid_keys"]
+    stems = [(s, lbl) for s, lbl in METRICS if any(s in c["exact_match"] for c in summary["cells"])]
+    lines = [f"## {title}", "", f"{summary['n_finished']} of {summary['n_cells']} cells finished. "
+             "Exact match in % (greedy output starts with the target), held-out prompts.", ""]
+    head = [*keys, "seed", *[lbl for _, lbl in stems]]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    if summary["base_exact_match"]:
+        lines.append("| " + " | ".join(["base model"] * len(keys) + ["-"] +
+                                       [_pct(summary["base_exact_match"].get(s)) for s, _ in stems]) + " |")
+    for c in summary["cells"]:
+        vals = [json.dumps(c["overrides"][k]) for k in keys] + [str(c["overrides"].get("finetune.seed"))]
+        lines.append("| " + " | ".join(vals + [_pct(c["exact_match"].get(s)) for s, _ in stems]) + " |")
+    if any(len(pt["seeds"]) > 1 for pt in summary["points"]):
+        lines += ["", "Mean (standard deviation) over seeds:", "",
+                  "| " + " | ".join([*keys, "seeds", *[lbl for _, lbl in stems]]) + " |",
+                  "|" + "---|" * (len(keys) + 1 + len(stems))]
+        for pt in summary["points"]:
+            em = pt["exact_match"]
+            vals = [json.dumps(pt["values"][k]) for k in keys] + [str(len(pt["seeds"]))]
+            vals += [f"{100 * em[s]['mean']:.1f} ({100 * em[s]['sd']:.1f})" if s in em else "n/a" for s, _ in stems]
+            lines.append("| " + " | ".join(vals) + " |")
+    lines += ["", f"Reverse NameToDescription prompts ({TEST_STEM}): log-prob of the correct name vs a "
+              "random other trained name, each fact's prompts averaged; paired t-test and KS test over "
+              "facts, one row per run:", "",
+              "| " + " | ".join([*keys, "seed", "correct", "random", "t-test p", "KS p"]) + " |",
+              "|" + "---|" * (len(keys) + 5)]
+    n_sig = n_tests = 0
+    for c in summary["cells"]:
+        t = c["reverse_test"]
+        if not t:
+            continue
+        n_tests += 1
+        n_sig += int(t["t_pvalue"] is not None and t["t_pvalue"] < 0.05)
+        vals = [json.dumps(c["overrides"][k]) for k in keys] + [str(c["overrides"].get("finetune.seed"))]
+        lines.append("| " + " | ".join(vals + [f"{t['mean_correct']:.2f}", f"{t['mean_control']:.2f}",
+                                               _p(t["t_pvalue"]), _p(t["ks_pvalue"])]) + " |")
+    lines += ["", f"t-test p < 0.05 in {n_sig} of {n_tests} runs."]
+    return "\n".join(lines) + "\n"
+
+
+def sweep_figure(summary: dict[str, Any], stem: Path) -> list[Path]:
+    """Heatmaps for a two-key grid, lines otherwise; returns the written paths ([] for more keys)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    keys, points = summary["grid_keys"], summary["points"]
+    stems = [(s, lbl) for s, lbl in METRICS if any(s in pt["exact_match"] for pt in points)]
+    if not points or not stems or len(keys) > 2:
+        return []
+    if len(keys) == 2:
+        xs = sorted({json.dumps(pt["values"][keys[1]]) for pt in points}, key=lambda v: json.loads(v))
+        ys = sorted({json.dumps(pt["values"][keys[0]]) for pt in points}, key=lambda v: json.loads(v))
+        fig, axes = plt.subplots(1, len(stems), figsize=(3.0 * len(stems) + 0.8, 3.2), squeeze=False,
+                                 layout="constrained")
+        for ax, (s, lbl) in zip(axes[0], stems):
+            grid = np.full((len(ys), len(xs)), np.nan)
+            for pt in points:
+                if s in pt["exact_match"]:
+                    grid[ys.index(json.dumps(pt["values"][keys[0]])), xs.index(json.dumps(pt["values"][keys[1]]))] = \
+                        100 * pt["exact_match"][s]["mean"]
+            im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100, aspect="auto", origin="lower")
+            for (i, j), v in np.ndenumerate(grid):
+                if not np.isnan(v):
+                    ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=8,
+                            color="white" if v < 50 else "black")
+            ax.set_xticks(range(len(xs)), xs, fontsize=8)
+            ax.set_yticks(range(len(ys)), ys, fontsize=8)
+            ax.set_xlabel(keys[1], fontsize=8)
+            ax.set_ylabel(keys[0], fontsize=8)
+            ax.set_title(lbl, fontsize=9)
+        fig.colorbar(im, ax=axes[0].tolist(), label="exact match (%), mean over seeds", shrink=0.8)
+        name = "heatmap"
+    else:
+        fig, ax = plt.subplots(figsize=(5.2, 3.6), layout="constrained")
+        if keys:
+            order = sorted(points, key=lambda pt: pt["values"][keys[0]])
+            x_vals = [pt["values"][keys[0]] for pt in order]
+            numeric = all(isinstance(v, (int, float)) for v in x_vals)
+            x = np.asarray(x_vals, dtype=float) if numeric else np.arange(len(order))
+        else:
+            order, x, numeric = points, np.zeros(1), True
+        for s, lbl in stems:
+            em = [pt["exact_match"].get(s) for pt in order]
+            mean = np.array([100 * e["mean"] if e else np.nan for e in em])
+            lo = np.array([100 * (e["mean"] - e["min"]) if e else 0 for e in em])
+            hi = np.array([100 * (e["max"] - e["mean"]) if e else 0 for e in em])
+            ax.errorbar(x, mean, yerr=[lo, hi], marker="o", capsize=3, label=lbl)
+        if keys:
+            ax.set_xlabel(keys[0])
+            if numeric and min(x) > 0 and max(x) / min(x) >= 10:
+                ax.set_xscale("log")
+            if not numeric:
+                ax.set_xticks(x, [str(v) for v in x_vals])
+        else:
+            ax.set_xticks([0], ["base config"])
+        ax.set_ylabel("exact match (%), mean over seeds")
+        ax.set_ylim(-3, 103)
+        ax.legend(frameon=False, fontsize=8)
+        name = "lines"
+    paths = []
+    for ext in ("png", "svg"):
+        tmp = stem / f".{name}.tmp.{ext}"
+        fig.savefig(tmp, dpi=150, format=ext)
+        tmp.replace(stem / f"{name}.{ext}")
+        paths.append(stem / f"{name}.{ext}")
+    plt.close(fig)
+    return paths
+
+
+def write_sweep_report(collected: dict[str, Any], sweep_dir: Path) -> str:
+    summary = summarise(collected)
+    if not summary["cells"]:
+        raise FileNotFoundError(f"no finished cells in {sweep_dir / 'cells'}: run `rct sweep` first")
+    base = collected["config"]["base"]
+    text = sweep_markdown(summary, title=f"Experiment 1 sweep ({base['preset']} preset, {base['model']})")
+    write_json(sweep_dir / "summary.json", summary)
+    write_text(sweep_dir / "sweep.md", text)
+    sweep_figure(summary, sweep_dir)
+    return text
