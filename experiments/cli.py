@@ -7,6 +7,7 @@
     rct report RUN | rct analyse RUN
     rct sweep --preset cpu --out runs/sweep --grid finetune.lr=2e-5,5e-5 --seeds 0,1,2
     rct sweep-report runs/sweep
+    rct exp2 --out runs/exp2 [--model smollm2-135m] [--pairs parent_child_pairs.csv]
 
 Each command is a plain function below (``cmd_*``), separate from argument parsing.
 """
@@ -114,6 +115,20 @@ def cmd_sweep_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_exp2(args: argparse.Namespace) -> int:
+    from experiments.exp2 import Exp2Config, run_exp2
+    from interp.models import ModelOptions
+
+    opts = {k: getattr(args, k) for k in ("device", "dtype") if getattr(args, k)}
+    cfg = Exp2Config(model=args.model, model_options=ModelOptions.from_dict(opts),
+                     pairs=str(Path(args.pairs).resolve()) if args.pairs else None,
+                     limit=args.limit, batch_size=args.batch_size)
+    run_exp2(cfg, Path(args.out), progress=not args.quiet)
+    print((Path(args.out) / "exp2.md").read_text())
+    print(f"run directory: {args.out}")
+    return 0
+
+
 def cmd_analyse(args: argparse.Namespace) -> int:
     from analysis.inside import main as analyse_main
 
@@ -167,6 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep-report", help="tables and figure of a sweep's finished cells")
     p.add_argument("sweep", help="sweep directory")
     p.set_defaults(fn=cmd_sweep_report)
+    p = sub.add_parser("exp2", help="experiment 2: real parents and children, both directions, no finetuning")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--model", default="smollm2-135m", help="model spec (default: smollm2-135m)")
+    p.add_argument("--pairs", help="parent_child_pairs.csv in the paper's layout (default: the shipped list)")
+    p.add_argument("--limit", type=int, help="only the first N pairs")
+    p.add_argument("--batch-size", type=int, default=64, help="queries per forward pass")
+    p.add_argument("--device", help="cpu, cuda, auto")
+    p.add_argument("--dtype", help="float32, bfloat16")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(fn=cmd_exp2)
     p = sub.add_parser("analyse", help="look inside the finetuned model (figures and pages)")
     p.add_argument("run", help="run directory")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the analysis (see --help)")

@@ -178,8 +178,8 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def manifest(cfg: Exp1Config) -> dict[str, Any]:
-    """Versions, commit, seeds, dtype and device: what a rerun needs to match."""
+def environment() -> dict[str, Any]:
+    """Versions, commit, machine: what any run records so that a rerun can match it."""
     import torch
 
     versions = {}
@@ -199,6 +199,13 @@ def manifest(cfg: Exp1Config) -> dict[str, Any]:
         "cpu_count": __import__("os").cpu_count(), "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "versions": versions,
+    }
+
+
+def manifest(cfg: Exp1Config) -> dict[str, Any]:
+    """Versions, commit, seeds, dtype and device: what a rerun needs to match."""
+    return {
+        **environment(),
         "seeds": {"data": cfg.data.seed, "finetune": cfg.finetune.seed, "eval": cfg.eval.seed},
         "model": cfg.model, "model_options": cfg.model_options.to_dict(),
         "stages": {},

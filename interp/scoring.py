@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 class CompletionScore:
     total: float  # sum of the completion tokens' log-probs (nats)
     token_logprobs: tuple[float, ...]
+    # argmax at each completion position (teacher forced): greedy decoding reproduces the
+    # completion's tokens exactly when these equal them
+    greedy_ids: tuple[int, ...] = ()
 
     @property
     def mean(self) -> float:
@@ -95,12 +98,12 @@ def score_completions(
     run = _score_tree if share_prefixes else _score_padded
     out: list[CompletionScore | None] = [None] * len(encoded)
     bar = tqdm(total=len(encoded), desc="scoring", disable=not progress, unit="pair")
-    for idx, token_lp in run(lm, encoded, batch_size):
+    for idx, (token_lp, greedy) in run(lm, encoded, batch_size):
         k = 0
         for i in idx:
             n = len(encoded[i][1])
             vals = tuple(token_lp[k : k + n])
-            out[i] = CompletionScore(sum(vals), vals)
+            out[i] = CompletionScore(sum(vals), vals, tuple(greedy[k : k + n]))
             k += n
         bar.update(len(idx))
     bar.close()
@@ -108,18 +111,22 @@ def score_completions(
 
 
 def _completion_logprobs(lm: LoadedModel, rows: torch.Tensor, cols: torch.Tensor, targets: list[int],
-                         **forward: Any) -> list[float]:
-    """Log-probs of ``targets`` predicted at ``(rows, cols)``; only those positions go
-    through the unembedding when the model splits into body and head."""
+                         **forward: Any) -> tuple[list[float], list[int]]:
+    """Log-probs of ``targets`` predicted at ``(rows, cols)`` and the argmax there; only those
+    positions go through the unembedding when the model splits into body and head."""
     split = hidden_and_head(lm)
     if split is None:
         logits = lm.hf(**forward).logits[rows, cols]
     else:
         body, head = split
         logits = head(body(**forward).last_hidden_state[rows, cols])  # [n_targets, vocab]
+    return _gather_targets(logits, targets)
+
+
+def _gather_targets(logits: torch.Tensor, targets: list[int]) -> tuple[list[float], list[int]]:
     logp = torch.log_softmax(logits.float(), dim=-1)
     t = torch.tensor(targets, device=logp.device)
-    return logp[torch.arange(len(targets), device=logp.device), t].tolist()
+    return logp[torch.arange(len(targets), device=logp.device), t].tolist(), logp.argmax(-1).tolist()
 
 
 def _score_padded(lm, encoded, batch_size):
@@ -158,9 +165,7 @@ def _score_tree(lm, encoded, batch_size):
             nodes += path[len(p) - 1 :]
             targets += c
         hidden = tree_forward(body, lm.hf, tree)
-        logp = torch.log_softmax(head(hidden[torch.tensor(nodes, device=hidden.device)]).float(), dim=-1)
-        t = torch.tensor(targets, device=logp.device)
-        yield idx, logp[torch.arange(len(targets), device=logp.device), t].tolist()
+        yield idx, _gather_targets(head(hidden[torch.tensor(nodes, device=hidden.device)]), targets)
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,7 @@ def test_prefix_tree_scores_equal_padded_scores(tiny, arch):
         for a, b in zip(padded, tree):
             assert len(b.token_logprobs) == len(a.token_logprobs)
             assert list(b.token_logprobs) == pytest.approx(list(a.token_logprobs), abs=1e-5)
+            assert b.greedy_ids == a.greedy_ids
     assert lm.hf.config._attn_implementation == attn
 
 

@@ -13,17 +13,21 @@ PAIRS = [
 ] * 3
 
 
-def reference(lm, prompt, completion):
+def reference(lm, prompt, completion, argmax=False):
     p, c = encode_pair(lm, prompt, completion)
     ids = torch.tensor([p + c])
     with torch.no_grad():
         logp = torch.log_softmax(lm.hf(ids).logits[0].float(), -1)
+    if argmax:
+        return [int(logp[len(p) - 1 + j].argmax()) for j in range(len(c))]
     return [logp[len(p) - 1 + j, t].item() for j, t in enumerate(c)]
 
 
-def test_scores_match_unbatched_reference(tiny):
-    got = score_completions(tiny, PAIRS[:5], batch_size=5)
+@pytest.mark.parametrize("share_prefixes", [True, False])
+def test_scores_match_unbatched_reference(tiny, share_prefixes):
+    got = score_completions(tiny, PAIRS[:5], batch_size=5, share_prefixes=share_prefixes)
     for (p, c), s in zip(PAIRS[:5], got):
+        assert list(s.greedy_ids) == reference(tiny, p, c, argmax=True)
         ref = reference(tiny, p, c)
         assert len(s.token_logprobs) == len(ref)
         assert list(s.token_logprobs) == pytest.approx(ref, abs=1e-4)

@@ -1,0 +1,100 @@
+"""Experiment 2 data: real child-parent pairs, in the paper's published CSV layout.
+
+``parent_child_pairs.csv`` has the header ``child,parent,parent_type,child_prediction,can_reverse``:
+``parent_type`` is ``mother`` or ``father``; ``child_prediction`` and ``can_reverse`` hold a
+reference model's answer to the reverse question and whether it was right (the paper filled
+them from GPT-4; our own list leaves them empty). Only ``child``, ``parent`` and
+``parent_type`` are required.
+
+The toolkit ships its own list (``experiments/data/exp2_parent_child.csv``): 157 pairs of
+well-known public figures and their parents, written for this project.
+
+Example::
+
+    pairs = load_pairs()                       # the shipped list
+    pairs = load_pairs("path/to/parent_child_pairs.csv")
+    pairs[0].child, pairs[0].parent, pairs[0].parent_type
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from interp.fileio import write_text
+
+DEFAULT_PAIRS = Path(__file__).resolve().parent / "data" / "exp2_parent_child.csv"
+COLUMNS = ("child", "parent", "parent_type", "child_prediction", "can_reverse")
+REQUIRED = ("child", "parent", "parent_type")
+
+
+class PairsError(ValueError):
+    """A bad pairs file; the message starts with ``path:line:``."""
+
+
+@dataclass(frozen=True)
+class ParentChildPair:
+    child: str
+    parent: str
+    parent_type: str  # "mother" | "father"
+    child_prediction: str | None = None
+    can_reverse: bool | None = None
+
+
+def _bool(raw: str, where: str) -> bool | None:
+    v = raw.strip().lower()
+    if v == "":
+        return None
+    if v in ("true", "1", "yes"):
+        return True
+    if v in ("false", "0", "no"):
+        return False
+    raise PairsError(f"{where}: can_reverse must be True or False (or empty), got {raw!r}")
+
+
+def load_pairs(path: str | Path | None = None) -> list[ParentChildPair]:
+    """Read and validate a pairs CSV (default: the shipped list). Errors name file and line."""
+    path = Path(path) if path is not None else DEFAULT_PAIRS
+    if not path.is_file():
+        raise PairsError(f"{path}: no such file (expected a CSV with columns {', '.join(COLUMNS)})")
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        missing = [c for c in REQUIRED if c not in header]
+        if missing:
+            raise PairsError(f"{path}:1: missing column(s) {', '.join(missing)}; header is {header}")
+        pairs, seen = [], set()
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            if None in row:
+                raise PairsError(f"{where}: more fields than the header has")
+            child, parent = (row["child"] or "").strip(), (row["parent"] or "").strip()
+            ptype = (row["parent_type"] or "").strip().lower()
+            if not child or not parent:
+                raise PairsError(f"{where}: child and parent must not be empty")
+            if ptype not in ("mother", "father"):
+                raise PairsError(f"{where}: parent_type must be mother or father, got {row['parent_type']!r}")
+            if (child, parent) in seen:
+                raise PairsError(f"{where}: the pair ({child!r}, {parent!r}) appears twice")
+            seen.add((child, parent))
+            pred = (row.get("child_prediction") or "").strip() or None
+            pairs.append(ParentChildPair(child, parent, ptype, pred, _bool(row.get("can_reverse") or "", where)))
+    if not pairs:
+        raise PairsError(f"{path}: no pairs")
+    return pairs
+
+
+def write_pairs(pairs: list[ParentChildPair], path: str | Path) -> Path:
+    """Write pairs in the published layout (atomically)."""
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for p in pairs:
+        row = asdict(p)
+        row["child_prediction"] = row["child_prediction"] or ""
+        row["can_reverse"] = "" if row["can_reverse"] is None else str(row["can_reverse"])
+        w.writerow(row)
+    return write_text(path, buf.getvalue())
