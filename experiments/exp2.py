@@ -306,6 +306,7 @@ def figure5(runs: dict[str, dict[str, Any]], stem: str | Path) -> list[Path]:
         sems = [100 * runs[lbl]["queries"][q]["sem_prob"] for lbl in labels]
         ax.bar(x + (k - 0.5) * 0.38, means, 0.38, yerr=sems, capsize=3, color=colour, label=name)
     ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylim(0, 1.45 * max(ax.get_ylim()[1], 1e-9))  # room for the legend
     ax.set_ylabel("probability of the correct name (%)")
     ax.legend(frameon=False, fontsize=8)
     ax.set_title("Recalling a parent vs a child", fontsize=10)
