@@ -122,7 +122,7 @@ def cmd_exp2(args: argparse.Namespace) -> int:
     opts = {k: getattr(args, k) for k in ("device", "dtype") if getattr(args, k)}
     cfg = Exp2Config(model=args.model, model_options=ModelOptions.from_dict(opts),
                      pairs=str(Path(args.pairs).resolve()) if args.pairs else None,
-                     limit=args.limit, batch_size=args.batch_size)
+                     limit=args.limit, batch_size=args.batch_size, seed=args.seed)
     run_exp2(cfg, Path(args.out), progress=not args.quiet)
     print((Path(args.out) / "exp2.md").read_text())
     print(f"run directory: {args.out}")
@@ -188,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", help="parent_child_pairs.csv in the paper's layout (default: the shipped list)")
     p.add_argument("--limit", type=int, help="only the first N pairs")
     p.add_argument("--batch-size", type=int, default=64, help="queries per forward pass")
+    p.add_argument("--seed", type=int, default=0, help="picks the random control names")
     p.add_argument("--device", help="cpu, cuda, auto")
     p.add_argument("--dtype", help="float32, bfloat16")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
