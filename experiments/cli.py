@@ -8,6 +8,7 @@
     rct sweep --preset cpu --out runs/sweep --grid finetune.lr=2e-5,5e-5 --seeds 0,1,2
     rct sweep-report runs/sweep
     rct exp2 --out runs/exp2 [--model smollm2-135m] [--pairs parent_child_pairs.csv]
+    rct exp3 --preset cpu --out runs/exp3 [--set finetune.epochs=3]
 
 Each command is a plain function below (``cmd_*``), separate from argument parsing.
 """
@@ -129,6 +130,21 @@ def cmd_exp2(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_exp3(args: argparse.Namespace) -> int:
+    from experiments.exp3 import preset as exp3_preset
+    from experiments.exp3 import run_exp3
+
+    extra = list(args.set or [])
+    if args.model:
+        extra.append(f"model={args.model}")
+    for key in ("device", "dtype"):
+        if getattr(args, key):
+            extra.append(f"model_options.{key}={getattr(args, key)}")
+    print(run_exp3(exp3_preset(args.preset).override(extra), Path(args.out), progress=not args.quiet))
+    print(f"run directory: {args.out}")
+    return 0
+
+
 def cmd_analyse(args: argparse.Namespace) -> int:
     from analysis.inside import main as analyse_main
 
@@ -193,6 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", help="float32, bfloat16")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(fn=cmd_exp2)
+    p = sub.add_parser("exp3", help="experiment 3: instructions in one order, questions in the other")
+    p.add_argument("--preset", default="cpu", choices=["cpu", "paper", "smoke"])
+    p.add_argument("--out", required=True, help="run directory (an interrupted run continues)")
+    p.add_argument("--model", help="base model spec (default: the preset's)")
+    p.add_argument("--device", help="cpu, cuda, auto")
+    p.add_argument("--dtype", help="float32, bfloat16")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(fn=cmd_exp3)
     p = sub.add_parser("analyse", help="look inside the finetuned model (figures and pages)")
     p.add_argument("run", help="run directory")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the analysis (see --help)")

@@ -82,25 +82,33 @@ class Exp1Config:
     def override(self, assignments: list[str]) -> Exp1Config:
         """Apply ``section.key=value`` (or ``key=value`` for top-level) overrides; values are
         parsed as JSON when they parse, else kept as strings."""
-        d = self.to_dict()
-        for item in assignments:
-            key, sep, raw = item.partition("=")
-            if not sep:
-                raise ValueError(f"--set {item!r}: expected key=value")
-            try:
-                value = json.loads(raw)
-            except json.JSONDecodeError:
-                value = raw
-            *path, last = key.split(".")
-            node = d
-            for part in path:
-                if not isinstance(node.get(part), dict):
-                    raise ValueError(f"--set {item!r}: no config section {part!r}")
-                node = node[part]
-            if last not in node:
-                raise ValueError(f"--set {item!r}: unknown key {key!r}; known: {sorted(node)}")
-            node[last] = value
-        return Exp1Config.from_dict(d)
+        return Exp1Config.from_dict(apply_overrides(self.to_dict(), assignments))
+
+
+def apply_overrides(d: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
+    """``section.key=value`` assignments applied to a config dict (a copy); unknown keys are
+    errors that name the key and the known ones."""
+    import copy
+
+    d = copy.deepcopy(d)
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: expected key=value")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        *path, last = key.split(".")
+        node = d
+        for part in path:
+            if not isinstance(node.get(part), dict):
+                raise ValueError(f"--set {item!r}: no config section {part!r}")
+            node = node[part]
+        if last not in node:
+            raise ValueError(f"--set {item!r}: unknown key {key!r}; known: {sorted(node)}")
+        node[last] = value
+    return d
 
 
 PRESETS: dict[str, Exp1Config] = {

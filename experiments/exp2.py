@@ -143,9 +143,8 @@ def control_names(pairs: list[ParentChildPair], seed: int) -> list[tuple[str | N
 def evaluate_exp2(lm: Any, pairs: list[ParentChildPair], cfg: Exp2Config, progress: bool = True) -> list[dict[str, Any]]:
     """One record per (pair, query): log-prob and probability of the correct name, exact match,
     and the log-prob of a random wrong name of the same role (the control)."""
-    from experiments.exp1_eval import decide_exact_match, exact_match
-    from interp import greedy_generate, score_completions
-    from interp.tokens import encode_completion
+    from experiments.matching import score_and_match
+    from interp import score_completions
 
     items = []
     for i, (pair, (wrong_parent, wrong_child)) in enumerate(zip(pairs, control_names(pairs, cfg.seed))):
@@ -154,28 +153,15 @@ def evaluate_exp2(lm: Any, pairs: list[ParentChildPair], cfg: Exp2Config, progre
         items.append({"pair": i, "query": "child", "question": child_question(pair), "target": pair.child,
                       "control": wrong_child})
     prompts = [build_prompt(it["question"]) for it in items]
-    jobs = [(p, " " + it["target"]) for p, it in zip(prompts, items)]
+    rows = score_and_match(lm, prompts, [it["target"] for it in items], cfg.batch_size, cfg.extra_tokens,
+                           progress=progress)
     with_control = [k for k, it in enumerate(items) if it["control"] is not None]
-    jobs += [(prompts[k], " " + items[k]["control"]) for k in with_control]
-    all_scores = score_completions(lm, jobs, batch_size=cfg.batch_size, progress=progress)
-    scores = all_scores[: len(items)]
-    for it in items:
-        it["control_logprob"] = None
-    for k, s in zip(with_control, all_scores[len(items):]):
+    controls = score_completions(lm, [(prompts[k], " " + items[k]["control"]) for k in with_control],
+                                 batch_size=cfg.batch_size)
+    for it, row in zip(items, rows):
+        it.update(row, prob=math.exp(row["logprob"]), control_logprob=None)
+    for k, s in zip(with_control, controls):
         items[k]["control_logprob"] = s.total
-    undecided = []
-    for k, (it, s) in enumerate(zip(items, scores)):
-        ids = encode_completion(lm, " " + it["target"])
-        decision, text = decide_exact_match(lm, " " + it["target"], ids, s.greedy_ids)
-        it.update(logprob=s.total, prob=math.exp(s.total), n_tokens=len(ids), exact=decision, greedy_text=text)
-        if decision is None:
-            undecided.append(k)
-    if undecided:
-        gens = greedy_generate(lm, [prompts[k] for k in undecided],
-                               [items[k]["n_tokens"] + cfg.extra_tokens for k in undecided],
-                               stop_strings=["\n"], batch_size=cfg.batch_size)
-        for k, g in zip(undecided, gens):
-            items[k].update(exact=exact_match(g.text, items[k]["target"]), greedy_text=g.text)
     for it in items:
         pair = pairs[it["pair"]]
         it.update(child=pair.child, parent=pair.parent, parent_type=pair.parent_type,
