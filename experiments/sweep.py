@@ -7,7 +7,8 @@ test per run). A sweep directory holds::
 
     sweep.json          the base config, the grid, the seeds and the cell list
     data/               the dataset, generated once when no grid key changes it
-    base/               the base model evaluated once on that dataset (records + metrics)
+    base/               the base model evaluated once on that dataset (records + metrics), unless
+                        the grid changes the model (then each cell evaluates its own base model)
     cells/<name>/       one experiment 1 run directory per cell (config, manifest, model, eval)
     summary.json, sweep.md, heatmap.png|svg or lines.png|svg   written by report_sweep
 
@@ -81,6 +82,12 @@ class SweepConfig:
     def shared_data(self) -> bool:
         """One dataset for all cells unless a grid key changes it."""
         return not any(k.startswith("data.") or k == "data_dir" for k in self.grid)
+
+    @property
+    def shared_base(self) -> bool:
+        """One base-model evaluation for all cells, unless a grid key changes the data or the
+        base model (a sweep over ``model`` evaluates each base model in its own cell)."""
+        return self.shared_data and not any(k == "model" or k.startswith("model_options") for k in self.grid)
 
     def cells(self) -> list[Cell]:
         keys = list(self.grid)
@@ -156,7 +163,7 @@ def run_sweep(sweep: SweepConfig, sweep_dir: Path, resume: bool = False,
         from experiments.exp1_data import generate_exp1, write_exp1
 
         write_exp1(generate_exp1(sweep.base.data), sweep_dir / "data")
-    if evaluate_base and sweep.shared_data and not (sweep_dir / "base" / "metrics.json").exists():
+    if evaluate_base and sweep.shared_base and not (sweep_dir / "base" / "metrics.json").exists():
         from interp.models import load_model
 
         cfg = sweep.cell_config(cells[0], sweep_dir)
@@ -175,7 +182,7 @@ def run_sweep(sweep: SweepConfig, sweep_dir: Path, resume: bool = False,
         exp1.stage_generate(run_dir)
         if not (run_dir / "model" / "config.json").exists():
             exp1.stage_finetune(run_dir, resume=True, progress=progress)
-        which = ("finetuned",) if sweep.shared_data else ("base", "finetuned")
+        which = ("finetuned",) if sweep.shared_base or not evaluate_base else ("base", "finetuned")
         exp1.stage_evaluate(run_dir, which, progress=progress)
         exp1.stage_report(run_dir)
         done.append(cell.name)

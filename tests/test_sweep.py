@@ -22,6 +22,8 @@ def test_cells_are_the_grid_product_times_seeds():
     assert (cfg.finetune.lr, cfg.finetune.batch_size, cfg.finetune.seed) == (3e-3, 8, 2)
     assert cfg.data_dir.endswith("sw/data")  # one dataset for every cell
     assert not SweepConfig(preset("smoke"), {"data.seed": [0, 1]}).shared_data
+    by_model = SweepConfig(preset("smoke"), {"model": ["tiny:n_layers=1", "tiny:n_layers=2"]})
+    assert by_model.shared_data and not by_model.shared_base
 
 
 @pytest.mark.parametrize("grid, seeds, match", [
@@ -95,3 +97,12 @@ def test_cli_sweep_and_its_errors(tmp_path, capsys):
     assert rct(["sweep", "--preset", "smoke", "--out", str(tmp_path / "y"), "--grid", "finetune.bogus=1"]) == 2
     assert "finetune.bogus" in capsys.readouterr().err
     assert rct(["sweep-report", str(tmp_path / "missing")]) == 2
+
+
+def test_a_sweep_over_models_evaluates_each_base_model_in_its_cell(tmp_path):
+    sweep = SweepConfig(preset("smoke"), {"model": ["tiny:n_layers=1,d_model=32", "tiny:n_layers=2,d_model=32"]})
+    run_sweep(sweep, tmp_path / "sw", progress=False)
+    assert not (tmp_path / "sw" / "base").exists()
+    for cell in sweep.cells():
+        assert (tmp_path / "sw" / "cells" / cell.name / "eval" / "base" / "metrics.json").exists()
+    assert "2 of 2 cells finished" in report_sweep(tmp_path / "sw")
