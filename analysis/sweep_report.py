@@ -167,10 +167,10 @@ def sweep_figure(summary: dict[str, Any], stem: Path) -> list[Path]:
             ax.errorbar(x, mean, yerr=[lo, hi], marker="o", capsize=3, label=lbl)
         if keys:
             ax.set_xlabel(keys[0])
-            if numeric and min(x) > 0 and max(x) / min(x) >= 10:
+            if numeric and min(x) > 0 and max(x) / min(x) >= 3:
                 ax.set_xscale("log")
-            if not numeric:
-                ax.set_xticks(x, [str(v) for v in x_vals])
+                ax.minorticks_off()
+            ax.set_xticks(x, [f"{v:g}" if numeric else str(v) for v in x_vals])
         else:
             ax.set_xticks([0], ["base config"])
         ax.set_ylabel("exact match (%), mean over seeds")
