@@ -117,27 +117,46 @@ def evaluate_exp3(lm: Any, rows: list[dict[str, Any]], pairs_by_id: dict[int, di
     from experiments.exp1_eval import exact_match
     from interp import greedy_generate, score_completions
 
+    import random
+
     prompts = [r["prompt"] for r in rows]
     gens = greedy_generate(lm, prompts, cfg.max_new_tokens, stop_strings=["\n", " Q:"], batch_size=cfg.batch_size)
     scores = score_completions(lm, [(r["prompt"], r["completion"]) for r in rows], batch_size=cfg.batch_size)
+    # control: another answer of the same category, drawn per question with a fixed seed
+    controls: list[str | None] = []
+    for r in rows:
+        pair = pairs_by_id.get(r["ids"] if isinstance(r["ids"], int) else -1)
+        others = [o for o in CATEGORIES.get(pair["category"], ()) if o != pair["answer"]] if pair else []
+        controls.append(random.Random(cfg.data.seed * 1_000_003 + r["ids"]).choice(others) if others else None)
+    with_control = [k for k, c in enumerate(controls) if c is not None]
+    control_scores = score_completions(lm, [(prompts[k], " " + controls[k]) for k in with_control],
+                                       batch_size=cfg.batch_size)
+    control_lp: dict[int, float] = {k: s.total for k, s in zip(with_control, control_scores)}
     out = []
-    for r, g, s in zip(rows, gens, scores):
+    for k, (r, g, s) in enumerate(zip(rows, gens, scores)):
         target = r["completion"].strip()
         pair = pairs_by_id.get(r["ids"] if isinstance(r["ids"], int) else -1)
         options = CATEGORIES.get(pair["category"], ()) if pair else ()
         out.append({"id": r["ids"], "prompt": r["prompt"], "target": target, "generated": g.text,
                     "exact": exact_match(g.text, target),
                     "plausible": any(exact_match(g.text, o) for o in options) if options else None,
-                    "logprob": s.total})
+                    "logprob": s.total, "control": controls[k], "control_logprob": control_lp.get(k)})
     return out
 
 
 def summarise_exp3(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Exact match, plausible answers, and the correct answer's log-prob against another answer
+    of the same category (paired t-test and KS test over questions)."""
+    from analysis.stats import paired_tests
+
     n = len(records)
     plaus = [r["plausible"] for r in records if r["plausible"] is not None]
+    paired = [r for r in records if r.get("control_logprob") is not None]
     return {"n": n, "exact_match": sum(r["exact"] for r in records) / n if n else None,
             "plausible": sum(plaus) / len(plaus) if plaus else None,
-            "mean_logprob": sum(r["logprob"] for r in records) / n if n else None}
+            "mean_logprob": sum(r["logprob"] for r in records) / n if n else None,
+            "correct_vs_random": paired_tests([r["logprob"] for r in paired],
+                                              [r["control_logprob"] for r in paired])}
 
 
 def _run_order(cfg: Exp3Config, order: str, out: Path, progress: bool) -> dict[str, Any]:
@@ -181,20 +200,27 @@ def _run_order(cfg: Exp3Config, order: str, out: Path, progress: bool) -> dict[s
 
 def exp3_markdown(results: dict[str, dict[str, Any]], title: str) -> str:
     pct = lambda x: "n/a" if x is None else f"{100 * x:.1f}%"  # noqa: E731
+    p = lambda x: "n/a" if x is None else (f"{x:.2g}" if x >= 1e-3 else f"{x:.1e}")  # noqa: E731
     lines = [f"## {title}", "",
              "| instructions | model | held-out questions: exact match | plausible answer | "
-             "mean log-prob of the answer | demonstrated questions: exact match |",
-             "|---|---|---|---|---|---|"]
+             "log-prob: correct answer | another answer of the category | t-test p | "
+             "demonstrated questions: exact match |",
+             "|---|---|---|---|---|---|---|---|"]
     for order, res in results.items():
         for label in ("base", "finetuned"):
             m = res.get(label)
             if not m:
                 continue
             u, r = m["unrealized"], m["realized"]
+            c = u.get("correct_vs_random") or {}
+            ctrl = "n/a" if c.get("mean_control") is None else f"{c['mean_control']:.2f}"
             lines.append(f"| {TITLES[order]} | {label} | {pct(u['exact_match'])} (n={u['n']}) | {pct(u['plausible'])} | "
-                         f"{u['mean_logprob']:.2f} | {pct(r['exact_match'])} (n={r['n']}) |")
+                         f"{u['mean_logprob']:.2f} | {ctrl} | {p(c.get('t_pvalue'))} | "
+                         f"{pct(r['exact_match'])} (n={r['n']}) |")
     lines += ["", "A plausible answer is any answer of the question's category (16 or more per category, so "
-              "a random plausible answer is right about 6% of the time)."]
+              "a random plausible answer is right about 6% of the time). The log-prob columns compare, per "
+              "held-out question, the instructed answer with another answer of the same category (paired "
+              "t-test over questions): a model that learned from the instruction prefers the instructed one."]
     return "\n".join(lines) + "\n"
 
 

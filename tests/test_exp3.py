@@ -66,6 +66,7 @@ def test_smoke_run_end_to_end_and_resume(tmp_path, capsys):
             m = json.loads((out / order / "eval" / label / "metrics.json").read_text())
             assert m["unrealized"]["n"] == 8 and m["realized"]["n"] == 8
             assert 0.0 <= m["unrealized"]["exact_match"] <= 1.0
+            assert m["unrealized"]["correct_vs_random"]["n"] == 8  # every question has a control answer
         assert (out / order / "model" / "model.safetensors").exists()
     assert (out / "figure8.png").exists()
     # the same config again reuses everything; another config is refused
