@@ -94,7 +94,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if key in grid:
             raise ValueError(f"--grid {item!r}: key {key!r} given twice")
         grid[key] = _values(raw)
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [0]
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [0]
+    except ValueError:
+        raise ValueError(f"--seeds {args.seeds!r}: expected integers separated by commas, e.g. 0,1,2") from None
     shard = None
     if args.shard:
         k, sep, n = args.shard.partition("/")

@@ -96,6 +96,8 @@ def test_cli_sweep_and_its_errors(tmp_path, capsys):
     assert "expected KEY=V1,V2" in capsys.readouterr().err
     assert rct(["sweep", "--preset", "smoke", "--out", str(tmp_path / "y"), "--grid", "finetune.bogus=1"]) == 2
     assert "finetune.bogus" in capsys.readouterr().err
+    assert rct(["sweep", "--preset", "smoke", "--out", str(tmp_path / "z"), "--seeds", "0,x"]) == 2
+    assert "expected integers" in capsys.readouterr().err
     assert rct(["sweep-report", str(tmp_path / "missing")]) == 2
 
 
