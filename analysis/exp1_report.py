@@ -92,13 +92,8 @@ def figure4(metrics: dict[str, dict[str, Any]], stem: str | Path) -> list[Path]:
     ax.legend(frameon=False, fontsize=8)
     ax.set_title("Correct vs random name, by query order", fontsize=10)
     fig.tight_layout()
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for ext in ("png", "svg"):
-        tmp = stem.parent / f".{stem.name}.tmp.{ext}"
-        fig.savefig(tmp, dpi=150, format=ext)
-        tmp.replace(stem.parent / f"{stem.name}.{ext}")
-        paths.append(stem.parent / f"{stem.name}.{ext}")
+    from analysis.inside_figures import save
+
+    paths = save(fig, Path(stem).parent, Path(stem).name)
     plt.close(fig)
     return paths

@@ -177,12 +177,9 @@ def sweep_figure(summary: dict[str, Any], stem: Path) -> list[Path]:
         ax.set_ylim(-3, 103)
         ax.legend(frameon=False, fontsize=8)
         name = "lines"
-    paths = []
-    for ext in ("png", "svg"):
-        tmp = stem / f".{name}.tmp.{ext}"
-        fig.savefig(tmp, dpi=150, format=ext)
-        tmp.replace(stem / f"{name}.{ext}")
-        paths.append(stem / f"{name}.{ext}")
+    from analysis.inside_figures import save
+
+    paths = save(fig, stem, name)
     plt.close(fig)
     return paths
 

@@ -296,14 +296,9 @@ def figure5(runs: dict[str, dict[str, Any]], stem: str | Path) -> list[Path]:
     ax.set_ylabel("probability of the correct name (%)")
     ax.legend(frameon=False, fontsize=8)
     ax.set_title("Recalling a parent vs a child", fontsize=10)
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for ext in ("png", "svg"):
-        tmp = stem.parent / f".{stem.name}.tmp.{ext}"
-        fig.savefig(tmp, dpi=150, format=ext)
-        tmp.replace(stem.parent / f"{stem.name}.{ext}")
-        paths.append(stem.parent / f"{stem.name}.{ext}")
+    from analysis.inside_figures import save
+
+    paths = save(fig, Path(stem).parent, Path(stem).name)
     plt.close(fig)
     return paths
 

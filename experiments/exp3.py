@@ -242,12 +242,9 @@ def figure8(results: dict[str, dict[str, Any]], stem: Path) -> list[Path]:
     ax.set_ylabel("held-out questions answered (%)")
     ax.set_ylim(0, 105)
     ax.set_title("Learning from instructions, by order", fontsize=10)
-    paths = []
-    for ext in ("png", "svg"):
-        tmp = stem.parent / f".{stem.name}.tmp.{ext}"
-        fig.savefig(tmp, dpi=150, format=ext)
-        tmp.replace(stem.parent / f"{stem.name}.{ext}")
-        paths.append(stem.parent / f"{stem.name}.{ext}")
+    from analysis.inside_figures import save
+
+    paths = save(fig, Path(stem).parent, Path(stem).name)
     plt.close(fig)
     return paths
 
