@@ -115,7 +115,7 @@ PRESETS: dict[str, Exp1Config] = {
     # The paper's scale: 30 facts x 3 subsets, 30 paraphrases, 10 held-out prompts,
     # 10 epochs, batch 16 (3600 documents, 2250 steps: for a GPU).
     "paper": Exp1Config(
-        model_options=ModelOptions(device="auto"),
+        model_options=ModelOptions(device="auto", dtype="auto"),
         data=Exp1DataConfig(n_facts=30, n_paraphrases=30, n_test_templates=10),
         finetune=FinetuneConfig(lr=5e-5, batch_size=16, epochs=10, warmup_steps=20),
         preset="paper"),
@@ -172,8 +172,9 @@ def init_run(cfg: Exp1Config, run_dir: Path, resume: bool = False) -> Exp1Config
         return old
     if run_dir.exists() and any(run_dir.iterdir()) and not resume:
         raise FileExistsError(f"{run_dir} exists and is not empty; choose another --out")
+    man = manifest(cfg)  # resolves the device first: an absent one writes nothing
     write_json(run_dir / "config.json", cfg.to_dict())
-    write_json(run_dir / "manifest.json", manifest(cfg))
+    write_json(run_dir / "manifest.json", man)
     return cfg
 
 
@@ -216,8 +217,21 @@ def manifest(cfg: Exp1Config) -> dict[str, Any]:
         **environment(),
         "seeds": {"data": cfg.data.seed, "finetune": cfg.finetune.seed, "eval": cfg.eval.seed},
         "model": cfg.model, "model_options": cfg.model_options.to_dict(),
+        **resolved_compute(cfg.model_options, cfg.finetune.precision),
         "stages": {},
     }
+
+
+def resolved_compute(options: ModelOptions, precision: str) -> dict[str, Any]:
+    """Device, training precision and evaluation dtype as chosen on this machine, each with
+    its reason (the CPU probe's numbers where one was measured). Raises ``ValueError`` for a
+    device that is not there, before anything is written."""
+    from interp.precision import choose_device, choose_precision
+
+    device = choose_device(options.device)
+    return {"device": device.to_dict(),
+            "precision": choose_precision(precision, device.value).to_dict(),
+            "eval_dtype": options.resolved_dtype().to_dict()}
 
 
 def _record_stage(run_dir: Path, stage: str, info: dict[str, Any]) -> None:
@@ -248,13 +262,16 @@ def stage_finetune(run_dir: Path, resume: bool = False, progress: bool = True) -
     cfg = read_config(run_dir)
     dataset = load_dataset(cfg, run_dir)
     docs = [(e.prompt, e.completion) for e in dataset.train_examples()]
-    lm = load_model(cfg.model, cfg.model_options)
+    lm = load_model(cfg.model, cfg.model_options.for_training())
     t0 = time.perf_counter()
     log = finetune(lm, docs, cfg.finetune, run_dir / "checkpoints", resume=resume, progress=progress)
     save_model(lm, run_dir / "model")
     write_json(run_dir / "train_log.json", log)
     _record_stage(run_dir, "finetune", {"seconds": round(time.perf_counter() - t0, 2),
                                         "steps": log["steps"], "documents": len(docs),
+                                        "precision": log["precision"],
+                                        "padded_fraction": log["padded_fraction"],
+                                        "num_processes": log["num_processes"],
                                         "model": lm.describe()})
     return log
 
@@ -274,7 +291,8 @@ def stage_evaluate(run_dir: Path, which: tuple[str, ...] = ("base", "finetuned")
         lm = load_model(spec, cfg.model_options)
         t0 = time.perf_counter()
         out[label] = evaluate_exp1(lm, dataset, cfg.eval, run_dir / "eval" / label, progress=progress)
-        _record_stage(run_dir, f"evaluate_{label}", {"seconds": round(time.perf_counter() - t0, 2)})
+        _record_stage(run_dir, f"evaluate_{label}", {"seconds": round(time.perf_counter() - t0, 2),
+                                                     **lm.info["resolved"]})
     return out
 
 

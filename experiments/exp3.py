@@ -89,7 +89,7 @@ class Exp3Config:
 
 PRESETS: dict[str, Exp3Config] = {
     # The paper's sizes: 1,100 pairs, 100 held out, 5 epochs (for a GPU).
-    "paper": Exp3Config(model_options=ModelOptions(device="auto"), data=Exp3DataConfig(),
+    "paper": Exp3Config(model_options=ModelOptions(device="auto", dtype="auto"), data=Exp3DataConfig(),
                         finetune=FinetuneConfig(lr=5e-5, batch_size=16, epochs=5, warmup_steps=20),
                         preset="paper"),
     # 2 CPU cores: 440 pairs, 40 held out, 5 epochs (about 165 steps per order).
@@ -179,7 +179,7 @@ def _run_order(cfg: Exp3Config, order: str, out: Path, progress: bool) -> dict[s
             lm = load_model(cfg.model, cfg.model_options)
         else:
             if not (out / "model" / "config.json").exists():
-                lm = load_model(cfg.model, cfg.model_options)
+                lm = load_model(cfg.model, cfg.model_options.for_training())
                 t0 = time.perf_counter()
                 log = finetune(lm, ds.training_documents(), cfg.finetune, out / "checkpoints", resume=True,
                                progress=progress)

@@ -38,6 +38,7 @@ from typing import Any, Literal
 import torch
 
 from interp.fileio import atomic_dir
+from interp.precision import Choice, choose_device, choose_eval_dtype
 
 EMBEDDED_MODELS: dict[str, dict[str, str]] = {
     "smollm2-135m": {
@@ -69,8 +70,10 @@ class ModelOptions:
     """How to load a model. Recorded in every run directory's manifest.
 
     Args:
-        dtype: parameter dtype, one of ``float32``, ``bfloat16``, ``float16``.
-        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (cuda when present).
+        dtype: parameter dtype, one of ``float32``, ``bfloat16``, ``float16``, or ``auto``:
+            bf16 where this device runs bf16 matmuls fast (measured on a CPU), else fp32;
+            see :mod:`interp.precision`.
+        device: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto`` (cuda, then mps, then cpu).
         attn_implementation: ``eager`` (exact agreement with the bridge) or ``sdpa``.
         processing: weight processing applied to the bridge: ``none``, ``fold_ln`` (fold
             layer-norm scales into the following weights) or ``fold_ln_center`` (also centre
@@ -87,10 +90,10 @@ class ModelOptions:
     bos: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype: expected one of {sorted(DTYPES)}, got {self.dtype!r}")
-        if not (self.device in ("cpu", "auto") or self.device.startswith("cuda")):
-            raise ValueError(f"device: expected cpu, cuda[:N] or auto, got {self.device!r}")
+        if self.dtype not in DTYPES and self.dtype != "auto":
+            raise ValueError(f"dtype: expected auto or one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if not (self.device in ("cpu", "auto", "mps") or self.device.startswith("cuda")):
+            raise ValueError(f"device: expected cpu, cuda[:N], mps or auto, got {self.device!r}")
         if self.attn_implementation not in ("eager", "sdpa"):
             raise ValueError(
                 f"attn_implementation: expected eager or sdpa, got {self.attn_implementation!r}"
@@ -102,14 +105,24 @@ class ModelOptions:
 
     @property
     def torch_dtype(self) -> torch.dtype:
-        return DTYPES[self.dtype]
+        """The parameter dtype, with ``auto`` resolved for this device."""
+        return DTYPES[self.resolved_dtype().value]
+
+    def resolved_dtype(self) -> Choice:
+        """The dtype and why (``auto`` decided by :func:`interp.precision.choose_eval_dtype`)."""
+        return choose_eval_dtype(self.dtype, self.resolved_device())
 
     def resolved_device(self) -> str:
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ModelLoadError(f"device {self.device!r} asked for, but torch sees no CUDA device")
-        return self.device
+        """``auto`` -> cuda, mps or cpu; an absent device raises :class:`ModelLoadError`."""
+        try:
+            return choose_device(self.device).value
+        except ValueError as e:
+            raise ModelLoadError(str(e)) from None
+
+    def for_training(self) -> ModelOptions:
+        """These options with fp32 master weights where the dtype was ``auto`` (training
+        autocasts to its own precision, see :mod:`experiments.finetune`)."""
+        return dataclasses.replace(self, dtype="float32") if self.dtype == "auto" else self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -195,7 +208,7 @@ class LoadedModel:
             hf_model=copy.deepcopy(self.hf, memo),
             tokenizer=self.tokenizer,
             device=self.options.resolved_device(),
-            dtype=self.options.torch_dtype,
+            dtype=next(self.hf.parameters()).dtype,
         )
         bridge.enable_compatibility_mode(
             disable_warnings=True,
@@ -205,6 +218,11 @@ class LoadedModel:
             center_unembed=p == "fold_ln_center",
         )
         return bridge
+
+    def set_hf(self, model: torch.nn.Module) -> None:
+        """Replace the HF module (after training, say); the bridge is rebuilt on next access."""
+        self.hf = model
+        self.__dict__.pop("bridge", None)
 
     @property
     def device(self) -> torch.device:
@@ -237,6 +255,10 @@ def load_model(spec: str | TinyConfig, options: ModelOptions | None = None, **kw
         options = ModelOptions(**kw)
     elif kw:
         raise TypeError("pass either options= or keyword options, not both")
+    device = options.resolved_device()  # fails fast, before any loading, on an absent device
+    dtype = options.resolved_dtype()
+    resolved = {"device": device, "device_reason": choose_device(options.device).reason,
+                "dtype": dtype.value, "dtype_reason": dtype.reason}
     if isinstance(spec, TinyConfig) or (isinstance(spec, str) and spec.split(":")[0] == "tiny"):
         cfg = spec if isinstance(spec, TinyConfig) else TinyConfig.parse(spec)
         lm = _load_tiny(cfg, options)
@@ -248,7 +270,8 @@ def load_model(spec: str | TinyConfig, options: ModelOptions | None = None, **kw
         lm = _load_pretrained(str(Path(spec).expanduser().resolve()), "local", options)
     else:
         lm = _load_pretrained(spec, "hf", options)
-    lm.hf.to(options.resolved_device())
+    lm.info["resolved"] = resolved
+    lm.hf.to(resolved["device"])
     lm.hf.eval()
     return lm
 

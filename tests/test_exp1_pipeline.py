@@ -15,16 +15,18 @@ import pytest
 from experiments import exp1
 from experiments.cli import main
 from experiments.exp1_eval import exact_match
-from experiments.finetune import FAULT_ENV, FinetuneConfig, encode_documents
+from experiments.finetune import FinetuneConfig, encode_documents
 from interp import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "paper_layout_exp1"
 
 
-def rct(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "experiments.cli", *args], cwd=ROOT, text=True,
-                          capture_output=True, env={**os.environ, **(env or {})}, timeout=300)
+def rct(*args: str, die_after: int = 0) -> subprocess.CompletedProcess:
+    """``rct ARGS`` in a fresh process; ``die_after=N`` hard-exits it after N optimizer steps."""
+    cmd = [str(ROOT / "tests" / "fault_run.py"), str(die_after)] if die_after else ["-m", "experiments.cli"]
+    return subprocess.run([sys.executable, *cmd, *args], cwd=ROOT, text=True,
+                          capture_output=True, timeout=300)
 
 
 def metrics(run: Path) -> dict:
@@ -75,7 +77,7 @@ def test_same_seed_same_result(smoke_run, tmp_path):
 def test_killed_mid_epoch_then_resumed_matches_uninterrupted(smoke_run, tmp_path):
     run = tmp_path / "killed"
     # smoke: 6 steps an epoch; die after step 8, in the middle of epoch 2
-    died = rct("exp1", "--preset", "smoke", "--out", str(run), "--quiet", env={FAULT_ENV: "8"})
+    died = rct("exp1", "--preset", "smoke", "--out", str(run), "--quiet", die_after=8)
     assert died.returncode == 137, died.stderr[-2000:]
     assert (run / "checkpoints" / "epoch-001" / "state.json").exists()
     assert not (run / "model").exists()
