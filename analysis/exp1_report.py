@@ -29,6 +29,11 @@ def _p(x: float | None) -> str:
     return "n/a" if x is None else (f"{x:.2g}" if x >= 1e-3 else f"{x:.1e}")
 
 
+def _ci(t: dict[str, Any]) -> str:
+    lo, hi = t.get("diff_ci95_low"), t.get("diff_ci95_high")
+    return "" if lo is None or hi is None else f"[{lo:+.2f}, {hi:+.2f}]"
+
+
 def table1(metrics: dict[str, dict[str, Any]], title: str = "Experiment 1") -> str:
     """Markdown: exact match per subset x direction, then correct vs random name log-probs."""
     labels = [lbl for lbl in ("base", "finetuned") if lbl in metrics]
@@ -46,7 +51,7 @@ def table1(metrics: dict[str, dict[str, Any]], title: str = "Experiment 1") -> s
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "Log-prob of the correct name vs a random other trained name of the same subset "
               "(each fact's prompts averaged; paired t-test and KS test over facts):", "",
-              "| model | query | n facts | correct | random | diff | d_z | t-test p | KS p |",
+              "| model | query | n facts | correct | random | diff [95% CI] | d_z | t-test p | KS p |",
               "|---|---|---|---|---|---|---|---|---|"]
     for lbl in labels:
         for stem, cell in metrics[lbl]["cells"].items():
@@ -57,7 +62,7 @@ def table1(metrics: dict[str, dict[str, Any]], title: str = "Experiment 1") -> s
             query = f"{SUBSET_TITLES[subset]}, {direction} ({stem})"
             dz = "n/a" if t["cohen_dz"] is None else f"{t['cohen_dz']:.2f}"
             lines.append(f"| {LABELS[lbl]} | {query} | {t['n']} | {t['mean_correct']:.2f} | "
-                         f"{t['mean_control']:.2f} | {t['mean_diff']:+.2f} | {dz} | "
+                         f"{t['mean_control']:.2f} | {t['mean_diff']:+.2f} {_ci(t)} | {dz} | "
                          f"{_p(t['t_pvalue'])} | {_p(t['ks_pvalue'])} |")
     return "\n".join(lines) + "\n"
 

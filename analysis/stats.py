@@ -30,9 +30,10 @@ def per_group_means(keys: Iterable[Hashable], values: Iterable[float]) -> dict[H
 def paired_tests(correct: Sequence[float], control: Sequence[float]) -> dict[str, float | int | None]:
     """Paired t-test and KS test of ``correct`` vs ``control`` (one value per fact each).
 
-    Returns n, the two means, the mean difference, Cohen's d_z (mean difference over the SD
-    of the differences), and the p-values; p-values are None when n < 2 or the differences
-    have no spread.
+    Returns n, the two means, the mean difference with its 95% confidence interval
+    (t-based, over the paired differences: ``diff_ci95_low``/``diff_ci95_high``), Cohen's d_z
+    (mean difference over the SD of the differences), and the p-values; p-values and the CI
+    are None when n < 2 or the differences have no spread.
     """
     a, b = np.asarray(correct, dtype=float), np.asarray(control, dtype=float)
     if a.shape != b.shape:
@@ -44,12 +45,15 @@ def paired_tests(correct: Sequence[float], control: Sequence[float]) -> dict[str
         "mean_correct": float(a.mean()) if n else None,
         "mean_control": float(b.mean()) if n else None,
         "mean_diff": float(diff.mean()) if n else None,
+        "diff_ci95_low": None, "diff_ci95_high": None,
         "cohen_dz": None, "t_stat": None, "t_pvalue": None, "ks_stat": None, "ks_pvalue": None,
     }
     if n >= 2 and float(diff.std(ddof=1)) > 0:
         t = stats.ttest_rel(a, b)
+        half = float(stats.t.ppf(0.975, n - 1) * diff.std(ddof=1) / math.sqrt(n))
         out.update(cohen_dz=float(diff.mean() / diff.std(ddof=1)), t_stat=float(t.statistic),
-                   t_pvalue=float(t.pvalue))
+                   t_pvalue=float(t.pvalue), diff_ci95_low=float(diff.mean()) - half,
+                   diff_ci95_high=float(diff.mean()) + half)
     if n >= 2:
         ks = stats.ks_2samp(a, b)
         out.update(ks_stat=float(ks.statistic), ks_pvalue=float(ks.pvalue))

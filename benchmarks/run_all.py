@@ -3,8 +3,11 @@
 Each measurement runs in its own process (so its peak resident memory is its own, read with
 ``os.wait4``), one after the other in this one invocation, on the embedded model:
 
-- training: the toolkit's loop vs Hugging Face ``Trainer``, fp32 and bf16 autocast
-  (``bench_train.py``), with MFU against the matmul peak measured in the same process;
+- training: the toolkit's loop vs Hugging Face ``Trainer`` on the same batches, fp32 and bf16
+  autocast (``bench_train.py``), with MFU against the matmul peak measured in the same
+  process; the bf16 row is skipped, with the measured reason, on a CPU without fast bf16;
+- padding: plain shuffled batches vs length-grouped ones (the toolkit's default), fp32: the
+  padded-token fraction before and after, and real tokens per second;
 - evaluation: experiment 1 evaluation of 600 prompts, batched vs one at a time
   (``bench_eval.py``), with a check that the metrics are identical;
 - recording: activations and gradients at all MLP layers vs a plain forward and backward
@@ -56,7 +59,16 @@ def main() -> None:
     rows: list[tuple[str, str, str, str, str]] = []  # row, ours, baseline, ratio, peak memory
     steps = ["--steps", "4", "--warmup", "1"] if args.quick else []
 
+    from interp.precision import SLOW_BF16_RATIO, probe_cpu_matmul
+
+    probe = probe_cpu_matmul()
+    peaks = f"fp32 {probe['fp32_gflops']:.0f}, bf16 {probe['bf16_gflops']:.0f} (probe, n={probe['n']})"
     for precision in ("fp32", "bf16"):
+        if precision == "bf16" and probe["bf16_over_fp32"] * SLOW_BF16_RATIO < 1.0:
+            rows.append(("training bf16", "skipped", "skipped",
+                         f"bf16 matmuls run {1 / probe['bf16_over_fp32']:.0f}x slower than fp32 on this "
+                         "CPU (no native bf16): this row would take hours; precision=auto trains in fp32", "-"))
+            continue
         res = {}
         # alternate who goes first, so slow drift on a shared machine hits both
         for method in (("ours", "trainer") if precision == "fp32" else ("trainer", "ours")):
@@ -64,13 +76,23 @@ def main() -> None:
             res[method] = {**last_json(text), "rss": rss}
         o, b = res["ours"], res["trainer"]
         rows.append((
-            f"training {precision} (tokens/s, batch 16)",
+            f"training {precision} (tokens/s, batch 16, same batches)",
             f"{o['tokens_per_s']:.0f} tok/s; MFU {100 * o['mfu_vs_fp32_peak']:.0f}% of fp32 peak"
             + (f", {100 * o['mfu']:.0f}% of bf16 peak" if precision == "bf16" else ""),
             f"Trainer {b['tokens_per_s']:.0f} tok/s; MFU {100 * b['mfu_vs_fp32_peak']:.0f}% of fp32 peak",
             f"{o['tokens_per_s'] / b['tokens_per_s']:.2f}x",
             f"{o['rss']:.0f} / {b['rss']:.0f} MB"))
-        peaks = f"fp32 {o['peak_fp32_gflops']:.0f}" + (f", bf16 {o['peak_gflops']:.0f}" if precision == "bf16" else "")
+        if precision == "fp32":
+            grouped = o
+            text, _, rss = run("bench_train.py", "--method", "ours", "--precision", "fp32",
+                               "--grouping", "off", *steps)
+            plain = {**last_json(text), "rss": rss}
+            rows.append((
+                "padding: length-grouped vs plain shuffled batches (fp32, real tokens/s)",
+                f"{100 * grouped['padded_fraction']:.1f}% padded; {grouped['real_tokens_per_s']:.0f} real tok/s",
+                f"{100 * plain['padded_fraction']:.1f}% padded; {plain['real_tokens_per_s']:.0f} real tok/s",
+                f"{grouped['real_tokens_per_s'] / plain['real_tokens_per_s']:.2f}x",
+                f"{grouped['rss']:.0f} / {plain['rss']:.0f} MB"))
 
     run_dir = HERE.parent / "runs" / "exp1-cpu"  # a finetuned model makes exact matches happen
     tuned = ["--model", str(run_dir / "model"), "--data", str(run_dir / "data")] \

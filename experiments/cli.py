@@ -163,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", required=True, help="run directory")
         p.add_argument("--model", help="base model spec (default: the preset's)")
         p.add_argument("--data", help="dataset folder in the paper's layout (default: generate)")
-        p.add_argument("--device", help="cpu, cuda, auto")
-        p.add_argument("--dtype", help="float32, bfloat16")
+        p.add_argument("--device", help="auto (cuda, then mps, then cpu), cpu, cuda[:N], mps")
+        p.add_argument("--dtype", help="float32, bfloat16, float16, auto (bf16 where fast)")
         p.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a config field, e.g. finetune.epochs=2 (repeatable)")
 
@@ -208,16 +208,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="only the first N pairs")
     p.add_argument("--batch-size", type=int, default=64, help="queries per forward pass")
     p.add_argument("--seed", type=int, default=0, help="picks the random control names")
-    p.add_argument("--device", help="cpu, cuda, auto")
-    p.add_argument("--dtype", help="float32, bfloat16")
+    p.add_argument("--device", help="auto (cuda, then mps, then cpu), cpu, cuda[:N], mps")
+    p.add_argument("--dtype", help="float32, bfloat16, float16, auto (bf16 where fast)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(fn=cmd_exp2)
     p = sub.add_parser("exp3", help="experiment 3: instructions in one order, questions in the other")
     p.add_argument("--preset", default="cpu", choices=["cpu", "paper", "smoke"])
     p.add_argument("--out", required=True, help="run directory (an interrupted run continues)")
     p.add_argument("--model", help="base model spec (default: the preset's)")
-    p.add_argument("--device", help="cpu, cuda, auto")
-    p.add_argument("--dtype", help="float32, bfloat16")
+    p.add_argument("--device", help="auto (cuda, then mps, then cpu), cpu, cuda[:N], mps")
+    p.add_argument("--dtype", help="float32, bfloat16, float16, auto (bf16 where fast)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(fn=cmd_exp3)
@@ -235,6 +235,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
         # DatasetError, ModelLoadError and config errors: one clear line, no traceback
         print(f"rct {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except NotImplementedError as e:
+        if "mps" not in str(e).lower():
+            raise
+        op = str(e).splitlines()[0][:300]
+        print(f"rct {args.command}: error: an op is missing on Apple MPS ({op}); rerun with "
+              "PYTORCH_ENABLE_MPS_FALLBACK=1 to run it on the CPU, or with --device cpu",
+              file=sys.stderr)
         return 2
 
 

@@ -300,14 +300,35 @@ def _setup(lm: LoadedModel, docs: Sequence[tuple[str, str]], cfg: FinetuneConfig
     return _Trainer(acc, model, opt, sched, scaler, params, encoded, steps_per_epoch, precision, state)
 
 
-def _step(tr: _Trainer, idx: Sequence[int], cfg: FinetuneConfig, pad: int) -> float:
-    """One optimizer step on this process's documents ``idx``; returns the loss."""
+def _n_targets(labels: Sequence[int]) -> int:
+    """Tokens a document contributes to the loss (labels are shifted by one)."""
+    return sum(1 for x in labels[1:] if x != -100)
+
+
+def _step(tr: _Trainer, batch: Sequence[int], cfg: FinetuneConfig, pad: int) -> float:
+    """One optimizer step on the global ``batch``, of which this process takes every
+    ``num_processes``-th document; returns the loss over the whole global batch.
+
+    Each process scales its token-mean loss by its share of the global batch's target
+    tokens, so that DDP's gradient average equals the token-mean gradient of the whole
+    batch: N processes train as one process with their global batch would.
+    """
     acc = tr.acc
+    idx = batch[acc.process_index :: acc.num_processes]
     ids, mask, _ = pad_batch([tr.encoded[i][0] for i in idx], pad, "right", acc.device)
     labels, _, _ = pad_batch([tr.encoded[i][1] for i in idx], -100, "right", acc.device)
+    n_local = sum(_n_targets(tr.encoded[i][1]) for i in idx)
+    n_global = sum(_n_targets(tr.encoded[i][1]) for i in batch)
     dtype = AUTOCAST_DTYPES.get(tr.precision.value)
     with torch.autocast(acc.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
         loss = tr.model(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False).loss
+    if acc.num_processes > 1:
+        share = n_local * acc.num_processes / n_global
+        loss_sum = acc.reduce(loss.detach() * n_local, reduction="sum")
+        logged = (loss_sum / n_global).item()
+        loss = loss * share
+    else:
+        logged = loss.item()
     acc.backward(tr.scaler.scale(loss) if tr.scaler is not None else loss)
     if tr.scaler is not None:
         tr.scaler.unscale_(tr.opt)
@@ -320,7 +341,7 @@ def _step(tr: _Trainer, idx: Sequence[int], cfg: FinetuneConfig, pad: int) -> fl
         tr.opt.step()
     tr.sched.step()
     tr.opt.zero_grad(set_to_none=True)
-    return loss.item()
+    return logged
 
 
 def _epoch(tr: _Trainer, epoch: int, cfg: FinetuneConfig, pad: int, bar: Any,
@@ -333,8 +354,8 @@ def _epoch(tr: _Trainer, epoch: int, cfg: FinetuneConfig, pad: int, bar: Any,
     t0 = time.perf_counter()
     for batch in batches:
         t_step = time.perf_counter()
+        loss = _step(tr, batch, cfg, pad)
         idx = batch[acc.process_index :: acc.num_processes]
-        loss = _step(tr, idx, cfg, pad)
         state["step"] += 1
         state["losses"].append(round(loss, 6))
         state.setdefault("step_seconds", []).append(round(time.perf_counter() - t_step, 4))

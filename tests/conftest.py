@@ -15,6 +15,35 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+# RCT_TEST_DEVICE=cuda runs the suite's models on a GPU (scripts/gpu-check.sh); tests that
+# only make sense on a CPU are marked cpu_only and skipped there.
+TEST_DEVICE = os.environ.get("RCT_TEST_DEVICE", "cpu")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    if TEST_DEVICE == "cpu":
+        return
+    skip = pytest.mark.skip(reason=f"CPU-only test; RCT_TEST_DEVICE={TEST_DEVICE}")
+    for item in items:
+        if "cpu_only" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _presets_on_test_device(monkeypatch) -> None:
+    """Experiment presets load their models on the test device."""
+    if TEST_DEVICE == "cpu":
+        return
+    import dataclasses
+
+    from experiments import exp1, exp3
+
+    for module in (exp1, exp3):
+        moved = {name: dataclasses.replace(cfg, model_options=dataclasses.replace(cfg.model_options, device=TEST_DEVICE))
+                 for name, cfg in module.PRESETS.items()}
+        monkeypatch.setattr(module, "PRESETS", moved)
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     random.seed(0)
@@ -26,11 +55,11 @@ def _seed() -> None:
 def tiny():
     from interp import load_model
 
-    return load_model("tiny:n_layers=3,d_model=64,n_heads=4,n_kv_heads=2,d_mlp=96")
+    return load_model("tiny:n_layers=3,d_model=64,n_heads=4,n_kv_heads=2,d_mlp=96", device=TEST_DEVICE)
 
 
 @pytest.fixture(scope="session")
 def smollm():
     from interp import load_model
 
-    return load_model("smollm2-135m")
+    return load_model("smollm2-135m", device=TEST_DEVICE)

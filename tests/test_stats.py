@@ -18,11 +18,15 @@ def test_paired_tests_match_scipy_and_detect_a_shift():
     assert r["t_pvalue"] == pytest.approx(stats.ttest_rel(correct, control).pvalue)
     assert r["t_pvalue"] < 1e-6 and r["mean_diff"] == pytest.approx(np.mean(correct - control))
     assert r["ks_pvalue"] == pytest.approx(stats.ks_2samp(correct, control).pvalue)
+    # the 95% CI of the mean difference is the one scipy's t-test reports
+    ci = stats.ttest_rel(correct, control).confidence_interval(0.95)
+    assert (r["diff_ci95_low"], r["diff_ci95_high"]) == (pytest.approx(ci.low), pytest.approx(ci.high))
+    assert r["diff_ci95_low"] < 1.0 < r["diff_ci95_high"]
 
 
 def test_paired_tests_degenerate_inputs():
     r = paired_tests([1.0, 2.0], [1.0, 2.0])
-    assert r["t_pvalue"] is None and r["cohen_dz"] is None
+    assert r["t_pvalue"] is None and r["cohen_dz"] is None and r["diff_ci95_low"] is None
     assert paired_tests([1.0], [0.0])["ks_pvalue"] is None
     with pytest.raises(ValueError):
         paired_tests([1.0, 2.0], [1.0])

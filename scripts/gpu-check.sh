@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# What only a GPU can check, in one run (about 8 minutes or less on one H100):
+#   1. the device and precision the toolkit chooses there (auto: bf16 where the GPU has it,
+#      fp16 with a gradient scaler where it does not), with the reasons;
+#   2. the test suite with every test model on the GPU (RCT_TEST_DEVICE=cuda; tests that
+#      only make sense on a CPU, such as the two-process gloo run, are skipped);
+#   3. the experiment 1 paper preset end to end on the embedded SmolLM2-135M
+#      (3,600 documents, 10 epochs, batch 16, both evaluations), printing Table 1,
+#      the per-stage seconds and the precision chosen, from the run's manifest.
+# Usage: bash scripts/gpu-check.sh [--help] [--skip-tests] [--out DIR]
+#   TORCH_SPEC   the torch to install (default: torch==2.13.0; a CUDA build on a GPU machine,
+#                e.g. TORCH_SPEC='torch==2.13.0' with pip's default index, see docs/install.md)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=runs/gpu-check
+TESTS=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --skip-tests) TESTS=0; shift ;;
+    --out) OUT="$2"; shift 2 ;;
+    *) echo "gpu-check: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+RCT_BROWSER=0 bash scripts/setup.sh
+PY=.venv/bin/python
+"$PY" - <<'EOF'
+import torch, sys
+if not torch.cuda.is_available():
+    sys.exit(f"gpu-check: torch {torch.__version__} sees no CUDA device; install a CUDA build (docs/install.md)")
+from interp.precision import choose_device, choose_precision
+dev = choose_device("auto")
+print(f"device: {dev.value} ({dev.reason})")
+print(f"precision: {choose_precision('auto', dev.value).value} ({choose_precision('auto', dev.value).reason})")
+EOF
+t0=$(date +%s)
+if [ "$TESTS" = 1 ]; then
+  RCT_TEST_DEVICE=cuda "$PY" -m pytest -q -x --durations=5
+fi
+t1=$(date +%s)
+rm -rf "$OUT"
+.venv/bin/rct exp1 --preset paper --device cuda --out "$OUT" --quiet
+t2=$(date +%s)
+"$PY" - "$OUT" <<'EOF'
+import json, sys
+from pathlib import Path
+run = Path(sys.argv[1])
+m = json.loads((run / "manifest.json").read_text())
+print(f"\nGPU: {m.get('cuda')}; torch {m['versions']['torch']}")
+print(f"precision: {m['precision']['value']} ({m['precision']['reason']}); eval dtype {m['eval_dtype']['value']}")
+for stage, info in m["stages"].items():
+    print(f"  {stage:20s} {info['seconds']:8.1f} s")
+EOF
+echo "tests: $((t1 - t0)) s; paper preset end to end: $((t2 - t1)) s"
