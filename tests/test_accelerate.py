@@ -1,5 +1,9 @@
-"""Two processes under ``accelerate launch --cpu`` (DDP over gloo) train experiment 1's finetune:
-as one process would with their global batch, and resumably after a kill."""
+"""Two CPU processes under ``accelerate launch`` (DDP over gloo) train experiment 1's finetune:
+as one process would with their global batch, and resumably after a kill.
+
+``accelerate launch --cpu`` starts a single process whatever ``--num_processes`` says (the
+simple launcher); several CPU processes come from the torchrun launcher (``--multi_gpu``),
+where the toolkit's ``Accelerator(cpu=True)`` then sets up gloo."""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # summation order (different matmul shapes, an all-reduce): losses agree to this.
 LOSS_TOLERANCE = 1e-4
 
-pytestmark = [pytest.mark.slow, pytest.mark.cpu_only]  # accelerate --cpu
+pytestmark = [pytest.mark.slow, pytest.mark.cpu_only]  # gloo on CPU processes
 
 
 def free_port() -> int:
@@ -33,7 +37,7 @@ def launch(n: int, *args: str, die_after: int = 0) -> subprocess.CompletedProces
     launcher = Path(sys.executable).with_name("accelerate")
     target = [str(ROOT / "tests" / "fault_run.py"), str(die_after)] if die_after else ["-m", "experiments.cli"]
     cmd = [str(launcher), "launch", "--num_processes", str(n), "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--cpu", "--main_process_port", str(free_port()),
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--multi_gpu", "--main_process_port", str(free_port()),
            *target, *args]
     return subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True, timeout=600)
 

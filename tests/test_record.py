@@ -95,7 +95,9 @@ def test_gradients_match_autograd(lm, grad: str) -> None:
         mine = rows[:, 0] == qi
         for h, e in zip(hooks, expected):
             got = rec.grad(h, "all")[mine]  # [pos, ...]
-            torch.testing.assert_close(got.reshape(e[0].shape), e[0], atol=1e-5, rtol=1e-4)
+            # batched (padded, through the bridge) vs one sequence through HF: float32
+            # accumulation order differs by CPU kernel (AVX-512 vs AVX2), up to ~3e-5 here
+            torch.testing.assert_close(got.reshape(e[0].shape), e[0], atol=1e-4, rtol=1e-3)
         assert abs(rec.stat("target_logprob")[qi] - sum(logp[len(p) - 1 + j, c[j]]
                                                          for j in range(len(c)))) < 1e-4
     assert all(p.requires_grad for p in lm.hf.parameters())  # restored after recording
