@@ -16,7 +16,7 @@ OUT=runs/gpu-check
 TESTS=1
 while [ $# -gt 0 ]; do
   case "$1" in
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     --skip-tests) TESTS=0; shift ;;
     --out) OUT="$2"; shift 2 ;;
     *) echo "gpu-check: unknown argument $1 (see --help)" >&2; exit 2 ;;
