@@ -1,7 +1,7 @@
-"""Figures for the inside-the-model analysis (matplotlib, Agg canvas; PNG + SVG each).
+"""Figures for the inside-the-model analysis (PNG + SVG each, through :func:`analysis.figures.save`).
 
-Uses ``matplotlib.figure.Figure`` with the Agg canvas directly: no pyplot, no global
-backend switch, safe on machines without a display.
+Uses ``matplotlib.figure.Figure`` directly: no pyplot, no global backend switch, safe on
+machines without a display and in notebooks.
 
 - :func:`component_heatmaps`: layer x component (attention, MLP) mean scores for forward
   queries, reverse queries, and their difference (input: :func:`interp.attribution.compare`).
@@ -16,36 +16,15 @@ Example::
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-
-def save(fig: Figure, out_dir: str | Path, stem: str) -> list[Path]:
-    """Write ``stem.png`` and ``stem.svg`` atomically; return both paths."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    paths = []
-    for ext in ("png", "svg"):
-        target = out_dir / f"{stem}.{ext}"
-        fd, tmp = tempfile.mkstemp(prefix=f".{stem}-", suffix=f".{ext}", dir=out_dir)
-        os.close(fd)
-        try:
-            fig.savefig(tmp, format=ext, dpi=120, bbox_inches="tight")
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        paths.append(target)
-    return paths
+from analysis.figures import save
 
 
 def component_heatmaps(cmp: Mapping[str, Any], out_dir: str | Path, stem: str,

@@ -313,7 +313,7 @@ def stage_evaluate(run_dir: Path, which: tuple[str, ...] = ("base", "finetuned")
 
 def stage_report(run_dir: Path) -> str:
     """Table 1 analog (Markdown) and Figure 4 analog (PNG + SVG) from the metrics."""
-    from analysis.exp1_report import figure4, table1
+    from experiments.exp1_report import figure4, table1
 
     cfg = read_config(run_dir)
     metrics = {label: load_metrics(run_dir / "eval" / label) for label in ("base", "finetuned")

@@ -224,21 +224,22 @@ def summarise_exp2(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def exp2_markdown(metrics: dict[str, Any], records: list[dict[str, Any]], title: str) -> str:
+    from analysis.fmt import pct, pvalue
+
     q = metrics["queries"]
     pc = metrics["parent_vs_child"]
-    p = lambda x: "n/a" if x is None else (f"{x:.2g}" if x >= 1e-3 else f"{x:.1e}")  # noqa: E731
     lines = [f"## {title}", "",
              "| query | example | n | exact match | mean probability of the correct name | mean log-prob (nats) | per token |",
              "|---|---|---|---|---|---|---|"]
     examples = {"parent": "Who is <child>'s mother/father?", "child": "Name a child of <parent>."}
     for name in QUERIES:
         m = q[name]
-        lines.append(f"| {name} | {examples[name]} | {m['n']} | {100 * m['exact_match']:.1f}% | "
+        lines.append(f"| {name} | {examples[name]} | {m['n']} | {pct(m['exact_match'])} | "
                      f"{100 * m['mean_prob']:.2f}% (SEM {100 * m['sem_prob']:.2f}) | {m['mean_logprob']:.2f} | "
                      f"{m['mean_token_logprob']:.2f} |")
     lines += ["", f"Paired over {pc['n_pairs']} pairs: the parent's name scores higher than the child's in "
-              f"{pc['parent_higher']} (sign test p {p(pc['sign_test_pvalue'])}); mean log-prob difference "
-              f"{pc['mean_diff']:+.2f} nats (paired t-test p {p(pc['t_pvalue'])}). Exact match: parent only "
+              f"{pc['parent_higher']} (sign test p {pvalue(pc['sign_test_pvalue'])}); mean log-prob difference "
+              f"{pc['mean_diff']:+.2f} nats (paired t-test p {pvalue(pc['t_pvalue'])}). Exact match: parent only "
               f"{pc['only_parent_exact']}, child only {pc['only_child_exact']}, both {pc['both_exact']}.", "",
               "The two names differ in length and frequency, so the comparison that controls for the name "
               "is against a random wrong name of the same role, asked the same question (a parent of the "
@@ -249,7 +250,7 @@ def exp2_markdown(metrics: dict[str, Any], records: list[dict[str, Any]], title:
         c = q[name]["correct_vs_random"]
         if c["n"]:
             lines.append(f"| {name} | {c['n']} | {c['mean_correct']:.2f} | {c['mean_control']:.2f} | "
-                         f"{c['mean_diff']:+.2f} | {p(c['t_pvalue'])} | {p(c['ks_pvalue'])} |")
+                         f"{c['mean_diff']:+.2f} | {pvalue(c['t_pvalue'])} | {pvalue(c['ks_pvalue'])} |")
     lines += ["", "Gap of the parent query minus gap of the child query, paired over pairs. The Reversal "
               "Curse predicts a positive difference: the model knows the parent from the child better than "
               "the child from the parent. Pairs whose names share a word (a surname) let either answer be "
@@ -260,7 +261,7 @@ def exp2_markdown(metrics: dict[str, Any], records: list[dict[str, Any]], title:
         g = metrics[key]
         if g["n_pairs"]:
             lines.append(f"| {label} | {g['n_pairs']} | {g['mean_gap_parent']:+.2f} | {g['mean_gap_child']:+.2f} | "
-                         f"{g['mean_diff']:+.2f} | {p(g['t_pvalue'])} |")
+                         f"{g['mean_diff']:+.2f} | {pvalue(g['t_pvalue'])} |")
     lines.append("")
     found = [r for r in records if r["query"] == "parent" and r["exact"]]
     if found:
@@ -277,15 +278,15 @@ def exp2_markdown(metrics: dict[str, Any], records: list[dict[str, Any]], title:
 def figure5(runs: dict[str, dict[str, Any]], stem: str | Path) -> list[Path]:
     """Bars of the mean probability of the correct parent (parent query) and child (child query),
     one group per model (``runs``: label -> metrics). Writes ``<stem>.png`` and ``.svg``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure
+
+    from analysis.figures import save
 
     labels = list(runs)
     x = np.arange(len(labels))
-    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(labels), 3.6), layout="constrained")
+    fig = Figure(figsize=(1.8 + 1.6 * len(labels), 3.6), layout="constrained")
+    ax = fig.subplots()
     for k, (q, colour, name) in enumerate((("parent", "#3a6ea5", "Parent (asked from the child)"),
                                            ("child", "#c0504d", "Child (asked from the parent)"))):
         means = [100 * runs[lbl]["queries"][q]["mean_prob"] for lbl in labels]
@@ -296,11 +297,7 @@ def figure5(runs: dict[str, dict[str, Any]], stem: str | Path) -> list[Path]:
     ax.set_ylabel("probability of the correct name (%)")
     ax.legend(frameon=False, fontsize=8)
     ax.set_title("Recalling a parent vs a child", fontsize=10)
-    from analysis.inside_figures import save
-
-    paths = save(fig, Path(stem).parent, Path(stem).name)
-    plt.close(fig)
-    return paths
+    return save(fig, Path(stem).parent, Path(stem).name)
 
 
 def run_exp2(cfg: Exp2Config, out: Path, progress: bool = True) -> dict[str, Any]:

@@ -199,8 +199,8 @@ def _run_order(cfg: Exp3Config, order: str, out: Path, progress: bool) -> dict[s
 
 
 def exp3_markdown(results: dict[str, dict[str, Any]], title: str) -> str:
-    pct = lambda x: "n/a" if x is None else f"{100 * x:.1f}%"  # noqa: E731
-    p = lambda x: "n/a" if x is None else (f"{x:.2g}" if x >= 1e-3 else f"{x:.1e}")  # noqa: E731
+    from analysis.fmt import pct, pvalue
+
     lines = [f"## {title}", "",
              "| instructions | model | held-out questions: exact match | plausible answer | "
              "log-prob: correct answer | another answer of the category | t-test p | "
@@ -215,7 +215,7 @@ def exp3_markdown(results: dict[str, dict[str, Any]], title: str) -> str:
             c = u.get("correct_vs_random") or {}
             ctrl = "n/a" if c.get("mean_control") is None else f"{c['mean_control']:.2f}"
             lines.append(f"| {TITLES[order]} | {label} | {pct(u['exact_match'])} (n={u['n']}) | {pct(u['plausible'])} | "
-                         f"{u['mean_logprob']:.2f} | {ctrl} | {p(c.get('t_pvalue'))} | "
+                         f"{u['mean_logprob']:.2f} | {ctrl} | {pvalue(c.get('t_pvalue'))} | "
                          f"{pct(r['exact_match'])} (n={r['n']}) |")
     lines += ["", "A plausible answer is any answer of the question's category (16 or more per category, so "
               "a random plausible answer is right about 6% of the time). The log-prob columns compare, per "
@@ -226,13 +226,13 @@ def exp3_markdown(results: dict[str, dict[str, Any]], title: str) -> str:
 
 def figure8(results: dict[str, dict[str, Any]], stem: Path) -> list[Path]:
     """Held-out exact match after finetuning, per instruction order (the Figure 8 analog)."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from analysis.figures import save
 
     orders = [o for o in results if "finetuned" in results[o]]
-    fig, ax = plt.subplots(figsize=(4.2, 3.4), layout="constrained")
+    fig = Figure(figsize=(4.2, 3.4), layout="constrained")
+    ax = fig.subplots()
     vals = [100 * results[o]["finetuned"]["unrealized"]["exact_match"] for o in orders]
     ax.bar(range(len(orders)), vals, color=["#3a6ea5" if o == "q2a" else "#c0504d" for o in orders])
     for i, v in enumerate(vals):
@@ -242,11 +242,7 @@ def figure8(results: dict[str, dict[str, Any]], stem: Path) -> list[Path]:
     ax.set_ylabel("held-out questions answered (%)")
     ax.set_ylim(0, 105)
     ax.set_title("Learning from instructions, by order", fontsize=10)
-    from analysis.inside_figures import save
-
-    paths = save(fig, Path(stem).parent, Path(stem).name)
-    plt.close(fig)
-    return paths
+    return save(fig, Path(stem).parent, Path(stem).name)
 
 
 def run_exp3(cfg: Exp3Config, out: Path, progress: bool = True) -> str:

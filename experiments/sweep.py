@@ -206,6 +206,6 @@ def collect(sweep_dir: Path) -> dict[str, Any]:
 
 def report_sweep(sweep_dir: Path) -> str:
     """``sweep.md``, ``summary.json`` and the figures from the finished cells."""
-    from analysis.sweep_report import write_sweep_report
+    from experiments.sweep_report import write_sweep_report
 
     return write_sweep_report(collect(sweep_dir), Path(sweep_dir))

@@ -15,23 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 
+from analysis.figures import save
+from analysis.fmt import ci, pct, pvalue
 from experiments.exp1_eval import CELLS, SUBSET_TITLES
 
 LABELS = {"base": "before finetuning", "finetuned": "after finetuning"}
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
-
-
-def _p(x: float | None) -> str:
-    return "n/a" if x is None else (f"{x:.2g}" if x >= 1e-3 else f"{x:.1e}")
-
-
-def _ci(t: dict[str, Any]) -> str:
-    lo, hi = t.get("diff_ci95_low"), t.get("diff_ci95_high")
-    return "" if lo is None or hi is None else f"[{lo:+.2f}, {hi:+.2f}]"
 
 
 def table1(metrics: dict[str, dict[str, Any]], title: str = "Experiment 1") -> str:
@@ -47,7 +37,7 @@ def table1(metrics: dict[str, dict[str, Any]], title: str = "Experiment 1") -> s
             stem = next(s for s, v in CELLS.items() if v[:2] == (subset, direction))
             for lbl in labels:
                 cell = metrics[lbl]["cells"].get(stem)
-                row.append("n/a" if cell is None else f"{_pct(cell['exact_match'])} (n={cell['n_prompts']})")
+                row.append("n/a" if cell is None else f"{pct(cell['exact_match'])} (n={cell['n_prompts']})")
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "Log-prob of the correct name vs a random other trained name of the same subset "
               "(each fact's prompts averaged; paired t-test and KS test over facts):", "",
@@ -61,20 +51,16 @@ def table1(metrics: dict[str, dict[str, Any]], title: str = "Experiment 1") -> s
             subset, direction, _ = CELLS[stem]
             query = f"{SUBSET_TITLES[subset]}, {direction} ({stem})"
             dz = "n/a" if t["cohen_dz"] is None else f"{t['cohen_dz']:.2f}"
+            interval = ci(t.get("diff_ci95_low"), t.get("diff_ci95_high"))
             lines.append(f"| {LABELS[lbl]} | {query} | {t['n']} | {t['mean_correct']:.2f} | "
-                         f"{t['mean_control']:.2f} | {t['mean_diff']:+.2f} {_ci(t)} | {dz} | "
-                         f"{_p(t['t_pvalue'])} | {_p(t['ks_pvalue'])} |")
+                         f"{t['mean_control']:.2f} | {t['mean_diff']:+.2f} {interval} | {dz} | "
+                         f"{pvalue(t['t_pvalue'])} | {pvalue(t['ks_pvalue'])} |")
     return "\n".join(lines) + "\n"
 
 
 def figure4(metrics: dict[str, dict[str, Any]], stem: str | Path) -> list[Path]:
     """Bars of mean log-prob, correct vs random name, per model and query (error bars: SEM
     over facts). Writes ``<stem>.png`` and ``<stem>.svg`` and returns their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     groups = []
     for lbl in ("base", "finetuned"):
         for file_stem, cell in metrics.get(lbl, {}).get("cells", {}).items():
@@ -83,7 +69,8 @@ def figure4(metrics: dict[str, dict[str, Any]], stem: str | Path) -> list[Path]:
                 groups.append((f"{LABELS[lbl]}\n{SUBSET_TITLES[subset]}\n{direction} order", cell["per_fact"]))
     if not groups:
         raise ValueError("figure4: no correct-vs-random results in these metrics")
-    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(groups), 3.8))
+    fig = Figure(figsize=(1.8 + 1.6 * len(groups), 3.8))
+    ax = fig.subplots()
     x = np.arange(len(groups))
     for k, (key, colour) in enumerate((("correct", "#3a6ea5"), ("random", "#c0c0c0"))):
         vals = [np.asarray(g[1][key]) for g in groups]
@@ -97,8 +84,4 @@ def figure4(metrics: dict[str, dict[str, Any]], stem: str | Path) -> list[Path]:
     ax.legend(frameon=False, fontsize=8)
     ax.set_title("Correct vs random name, by query order", fontsize=10)
     fig.tight_layout()
-    from analysis.inside_figures import save
-
-    paths = save(fig, Path(stem).parent, Path(stem).name)
-    plt.close(fig)
-    return paths
+    return save(fig, Path(stem).parent, Path(stem).name)

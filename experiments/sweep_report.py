@@ -22,6 +22,11 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from matplotlib.figure import Figure
+
+from analysis.figures import save
+from analysis.fmt import pct, pvalue
 from experiments.exp1_eval import CELLS, SUBSET_TITLES
 from interp.fileio import write_json, write_text
 
@@ -29,14 +34,6 @@ from interp.fileio import write_json, write_text
 METRICS = [(stem, f"{SUBSET_TITLES[s]} {d}") for stem, (s, d, _) in
            sorted(CELLS.items(), key=lambda kv: (kv[1][0] != "d2p", kv[1][1] != "same"))]
 TEST_STEM = "p2d_reverse_prompts_test"  # reverse prompts whose target is a name
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}"
-
-
-def _p(x: float | None) -> str:
-    return "n/a" if x is None else (f"{x:.2g}" if x >= 1e-3 else f"{x:.1e}")
 
 
 def _grid_point(overrides: dict[str, Any], keys: list[str]) -> tuple:
@@ -83,10 +80,10 @@ def sweep_markdown(summary: dict[str, Any], title: str = "Experiment 1 sweep") -
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     if summary["base_exact_match"]:
         lines.append("| " + " | ".join(["base model"] * len(keys) + ["-"] +
-                                       [_pct(summary["base_exact_match"].get(s)) for s, _ in stems]) + " |")
+                                       [pct(summary["base_exact_match"].get(s), "") for s, _ in stems]) + " |")
     for c in summary["cells"]:
         vals = [json.dumps(c["overrides"][k]) for k in keys] + [str(c["overrides"].get("finetune.seed"))]
-        lines.append("| " + " | ".join(vals + [_pct(c["exact_match"].get(s)) for s, _ in stems]) + " |")
+        lines.append("| " + " | ".join(vals + [pct(c["exact_match"].get(s), "") for s, _ in stems]) + " |")
     if any(len(pt["seeds"]) > 1 for pt in summary["points"]):
         lines += ["", "Mean (standard deviation) over seeds:", "",
                   "| " + " | ".join([*keys, "seeds", *[lbl for _, lbl in stems]]) + " |",
@@ -94,7 +91,7 @@ def sweep_markdown(summary: dict[str, Any], title: str = "Experiment 1 sweep") -
         for pt in summary["points"]:
             em = pt["exact_match"]
             vals = [json.dumps(pt["values"][k]) for k in keys] + [str(len(pt["seeds"]))]
-            vals += [f"{100 * em[s]['mean']:.1f} ({100 * em[s]['sd']:.1f})" if s in em else "n/a" for s, _ in stems]
+            vals += [f"{pct(em[s]['mean'], '')} ({pct(em[s]['sd'], '')})" if s in em else "n/a" for s, _ in stems]
             lines.append("| " + " | ".join(vals) + " |")
     lines += ["", f"Reverse NameToDescription prompts ({TEST_STEM}): log-prob of the correct name vs a "
               "random other trained name, each fact's prompts averaged; paired t-test and KS test over "
@@ -110,19 +107,13 @@ def sweep_markdown(summary: dict[str, Any], title: str = "Experiment 1 sweep") -
         n_sig += int(t["t_pvalue"] is not None and t["t_pvalue"] < 0.05)
         vals = [json.dumps(c["overrides"][k]) for k in keys] + [str(c["overrides"].get("finetune.seed"))]
         lines.append("| " + " | ".join(vals + [f"{t['mean_correct']:.2f}", f"{t['mean_control']:.2f}",
-                                               _p(t["t_pvalue"]), _p(t["ks_pvalue"])]) + " |")
+                                               pvalue(t["t_pvalue"]), pvalue(t["ks_pvalue"])]) + " |")
     lines += ["", f"t-test p < 0.05 in {n_sig} of {n_tests} runs."]
     return "\n".join(lines) + "\n"
 
 
 def sweep_figure(summary: dict[str, Any], stem: Path) -> list[Path]:
     """Heatmaps for a two-key grid, lines otherwise; returns the written paths ([] for more keys)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
     keys, points = summary["grid_keys"], summary["points"]
     stems = [(s, lbl) for s, lbl in METRICS if any(s in pt["exact_match"] for pt in points)]
     if not points or not stems or len(keys) > 2:
@@ -130,8 +121,8 @@ def sweep_figure(summary: dict[str, Any], stem: Path) -> list[Path]:
     if len(keys) == 2:
         xs = sorted({json.dumps(pt["values"][keys[1]]) for pt in points}, key=lambda v: json.loads(v))
         ys = sorted({json.dumps(pt["values"][keys[0]]) for pt in points}, key=lambda v: json.loads(v))
-        fig, axes = plt.subplots(1, len(stems), figsize=(3.0 * len(stems) + 0.8, 3.2), squeeze=False,
-                                 layout="constrained")
+        fig = Figure(figsize=(3.0 * len(stems) + 0.8, 3.2), layout="constrained")
+        axes = fig.subplots(1, len(stems), squeeze=False)
         for ax, (s, lbl) in zip(axes[0], stems):
             grid = np.full((len(ys), len(xs)), np.nan)
             for pt in points:
@@ -151,7 +142,8 @@ def sweep_figure(summary: dict[str, Any], stem: Path) -> list[Path]:
         fig.colorbar(im, ax=axes[0].tolist(), label="exact match (%), mean over seeds", shrink=0.8)
         name = "heatmap"
     else:
-        fig, ax = plt.subplots(figsize=(5.2, 3.6), layout="constrained")
+        fig = Figure(figsize=(5.2, 3.6), layout="constrained")
+        ax = fig.subplots()
         if keys:
             order = sorted(points, key=lambda pt: pt["values"][keys[0]])
             x_vals = [pt["values"][keys[0]] for pt in order]
@@ -177,11 +169,7 @@ def sweep_figure(summary: dict[str, Any], stem: Path) -> list[Path]:
         ax.set_ylim(-3, 103)
         ax.legend(frameon=False, fontsize=8)
         name = "lines"
-    from analysis.inside_figures import save
-
-    paths = save(fig, stem, name)
-    plt.close(fig)
-    return paths
+    return save(fig, stem, name)
 
 
 def write_sweep_report(collected: dict[str, Any], sweep_dir: Path) -> str:
