@@ -1,9 +1,10 @@
-"""Look inside a finished experiment 1 run: where is forward recall written, and reverse?
+"""Look inside a finetuned model: where is forward recall written, and reverse?
 
-:func:`run_inside_analysis` reads ``run_dir/config.json`` (base model spec), the dataset
-(``data_dir`` or ``run_dir/data``) and the finetuned model (``run_dir/model``), and writes
-into ``run_dir/analysis``: figures (PNG + SVG), offline HTML pages, ``summary.json`` and
-``summary.md`` (atomic writes).
+:func:`inside_analysis` takes the finetuned and the base model and an experiment 1 dataset
+(anything with ``facts`` and ``files`` shaped like :class:`experiments.exp1_data.Exp1Dataset`),
+and writes into ``out``: figures (PNG + SVG), offline HTML pages, ``summary.json`` and
+``summary.md`` (atomic writes). Loading these from a run directory is the experiment's job
+(``rct analyse RUN``, :func:`experiments.analyse.run_inside_analysis`).
 
 The comparison holds the prompt form fixed: description prompt -> name, asked of
 DescriptionToName facts (forward: ``d2p_prompts_test``) and of NameToDescription facts
@@ -15,17 +16,14 @@ promote.
 
 Example::
 
-    from analysis.inside import run_inside_analysis
-    summary = run_inside_analysis("runs/exp1-cpu", n_facts=10)
+    summary = inside_analysis(tuned, base, dataset, "runs/exp1-cpu/analysis",
+                              run_dir="runs/exp1-cpu", base_model="smollm2-135m",
+                              config=InsideConfig(n_facts=10))
     print(summary["finetuned"]["dla_contrast"]["summary"])
-
-CLI: ``python -m analysis.inside RUN [--n-facts N] [--device cpu]`` (``rct analyse RUN``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -37,6 +35,7 @@ import torch
 from analysis.inside_figures import component_heatmaps, logit_lens_curves, neuron_bars
 from interp.attribution import (attribution_hooks, compare, direct_logit_attribution, grad_x_act,
                                 logit_lens)
+from interp.fileio import write_json, write_text
 from interp.hooks import hook_name
 from interp.kv import key_response, promoted_tokens, target_promotion, top_neurons, weight_deltas
 from interp.record import Query, record
@@ -194,28 +193,26 @@ def _jsonable(res: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in res.items() if k not in ("attr", "lens")}
 
 
-def run_inside_analysis(run_dir: str | Path, n_facts: int | None = None, device: str = "cpu",
-                        progress: bool = True, config: InsideConfig | None = None) -> dict[str, Any]:
-    """Run the whole analysis on a finished experiment 1 run; returns the summary dict."""
-    from experiments.exp1_data import load_exp1
-    from interp.fileio import write_json, write_text
-    from interp.models import load_model
+def inside_analysis(tuned: Any, base: Any, ds: Any, out: str | Path, *, run_dir: str | Path,
+                    base_model: str, config: InsideConfig | None = None,
+                    progress: bool = True) -> dict[str, Any]:
+    """Run the whole analysis on a finetuned model and its base; returns the summary dict.
 
+    Args:
+        tuned, base: loaded models (:func:`interp.load_model`), finetuned and before finetuning.
+        ds: the dataset the model was finetuned on (``facts`` and test ``files``).
+        out: folder for figures, pages, ``summary.json`` and ``summary.md``.
+        run_dir, base_model: where the run lives and the base model spec, recorded in the summary.
+        config: budgets and the foil seed (default :class:`InsideConfig`).
+    """
     t0 = time.time()
-    run_dir = Path(run_dir)
     cfg = config or InsideConfig()
-    if n_facts is not None:
-        cfg = InsideConfig(**{**asdict(cfg), "n_facts": n_facts})
-    run_cfg = json.loads((run_dir / "config.json").read_text())
-    ds = load_exp1(Path(run_cfg["data_dir"]) if run_cfg.get("data_dir") else run_dir / "data")
+    out = Path(out)
     rng = random.Random(cfg.seed)
-    out = run_dir / "analysis"
-    tuned = load_model(str(run_dir / "model"), device=device)
-    base = load_model(run_cfg["model"], device=device)
     fwd = _queries(ds, "d2p_prompts_test", "d2p", "forward", cfg, rng, tuned)
     rev = _queries(ds, "p2d_reverse_prompts_test", "p2d", "reverse", cfg, rng, tuned)
     summary: dict[str, Any] = {"config": asdict(cfg), "run_dir": str(run_dir),
-                               "base_model": run_cfg["model"], "n_forward": len(fwd), "n_reverse": len(rev),
+                               "base_model": base_model, "n_forward": len(fwd), "n_reverse": len(rev),
                                "query_sets": {"forward": "d2p_prompts_test (description -> name)",
                                               "reverse": "p2d_reverse_prompts_test (description -> name)"}}
     results = {}
@@ -277,21 +274,5 @@ def summary_markdown(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="analyse", description="Inside-the-model analysis of an exp1 run")
-    p.add_argument("run", type=Path, help="experiment 1 run directory")
-    p.add_argument("--n-facts", type=int, default=None, help="facts per subset (default: all)")
-    p.add_argument("--prompts-per-fact", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--quiet", action="store_true")
-    a = p.parse_args(argv)
-    cfg = InsideConfig(n_facts=a.n_facts, prompts_per_fact=a.prompts_per_fact, batch_size=a.batch_size)
-    s = run_inside_analysis(a.run, device=a.device, progress=not a.quiet, config=cfg)
-    print(s["finetuned"][s["finetuned"]["top_neurons"]["kind"]]["summary"])
-    print(f"wrote {a.run / 'analysis'}")
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit("analysis.inside is a library (it loads no run directory): use `rct analyse RUN`")

@@ -149,7 +149,7 @@ def cmd_exp3(args: argparse.Namespace) -> int:
 
 
 def cmd_analyse(args: argparse.Namespace) -> int:
-    from analysis.inside import main as analyse_main
+    from experiments.analyse import main as analyse_main
 
     return analyse_main([args.run, *args.rest])
 

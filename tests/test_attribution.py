@@ -102,7 +102,7 @@ def make_fake_run(root, n_facts: int = 3):
 def test_inside_analysis_on_fake_run(tmp_path) -> None:
     import json
 
-    from analysis.inside import main
+    from experiments.analyse import main
 
     run = make_fake_run(tmp_path / "run")
     assert main([str(run), "--prompts-per-fact", "2", "--quiet"]) == 0

@@ -1,0 +1,62 @@
+"""``rct analyse RUN``: look inside the model of a finished experiment 1 run.
+
+:func:`run_inside_analysis` reads ``RUN/config.json`` (base model spec), the dataset
+(``data_dir`` or ``RUN/data``) and the finetuned model (``RUN/model``), then runs
+:func:`analysis.inside.inside_analysis`, which writes ``RUN/analysis``: figures (PNG + SVG),
+offline HTML pages, ``summary.json`` and ``summary.md``.
+
+Example::
+
+    from experiments.analyse import run_inside_analysis
+    summary = run_inside_analysis("runs/exp1-cpu", n_facts=10)
+    print(summary["finetuned"]["dla_contrast"]["summary"])
+
+CLI: ``rct analyse RUN [--n-facts N] [--device cpu]`` (or ``python -m experiments.analyse RUN``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from analysis.inside import InsideConfig, inside_analysis
+from experiments.exp1_data import load_exp1
+from interp.models import load_model
+
+
+def run_inside_analysis(run_dir: str | Path, n_facts: int | None = None, device: str = "cpu",
+                        progress: bool = True, config: InsideConfig | None = None) -> dict[str, Any]:
+    """Run the whole analysis on a finished experiment 1 run; returns the summary dict."""
+    run_dir = Path(run_dir)
+    cfg = config or InsideConfig()
+    if n_facts is not None:
+        cfg = replace(cfg, n_facts=n_facts)
+    run_cfg = json.loads((run_dir / "config.json").read_text())
+    ds = load_exp1(Path(run_cfg["data_dir"]) if run_cfg.get("data_dir") else run_dir / "data")
+    tuned = load_model(str(run_dir / "model"), device=device)
+    base = load_model(run_cfg["model"], device=device)
+    return inside_analysis(tuned, base, ds, run_dir / "analysis", run_dir=run_dir,
+                           base_model=run_cfg["model"], config=cfg, progress=progress)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="analyse", description="Inside-the-model analysis of an exp1 run")
+    p.add_argument("run", type=Path, help="experiment 1 run directory")
+    p.add_argument("--n-facts", type=int, default=None, help="facts per subset (default: all)")
+    p.add_argument("--prompts-per-fact", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true")
+    a = p.parse_args(argv)
+    cfg = InsideConfig(n_facts=a.n_facts, prompts_per_fact=a.prompts_per_fact, batch_size=a.batch_size)
+    s = run_inside_analysis(a.run, device=a.device, progress=not a.quiet, config=cfg)
+    print(s["finetuned"][s["finetuned"]["top_neurons"]["kind"]]["summary"])
+    print(f"wrote {a.run / 'analysis'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
