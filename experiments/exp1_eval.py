@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from experiments.core.config import ConfigMixin
 from analysis.stats import paired_tests, per_group_means
 from interp.fileio import write_json, write_jsonl
 from interp.generate import greedy_generate
@@ -47,7 +48,7 @@ SUBSET_TITLES = {"p2d": "NameToDescription", "d2p": "DescriptionToName"}
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(ConfigMixin):
     """Args:
         batch_size: prompts per forward pass (does not change fp32 results).
         extra_tokens: tokens generated beyond the target's own length, where generation runs.
@@ -76,13 +77,6 @@ class EvalConfig:
         unknown = [f for f in self.files if f not in CELLS]
         if unknown:
             raise ValueError(f"EvalConfig: unknown files {unknown}; known: {list(CELLS)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EvalConfig:
-        return cls(**{**d, "files": tuple(d.get("files", tuple(CELLS)))})
 
 
 def exact_match(generated: str, target: str) -> bool:

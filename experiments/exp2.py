@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments.core.config import ConfigMixin
 from experiments.exp2_data import ParentChildPair, load_pairs
 from interp.fileio import write_json, write_jsonl, write_text
 from interp.models import ModelOptions
@@ -77,7 +78,7 @@ def in_few_shot(pair: ParentChildPair, few_shot: tuple[tuple[str, str], ...] = F
 
 
 @dataclass(frozen=True)
-class Exp2Config:
+class Exp2Config(ConfigMixin):
     """Args:
         model: model spec for :func:`interp.load_model`.
         pairs: a pairs CSV in the paper's layout; None = the shipped list.
@@ -101,21 +102,6 @@ class Exp2Config:
             raise ValueError(f"Exp2Config.limit: expected a positive int or None, got {self.limit!r}")
         if self.batch_size < 1 or self.extra_tokens < 0:
             raise ValueError("Exp2Config: batch_size must be >= 1 and extra_tokens >= 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "model_options": self.model_options.to_dict(), "pairs": self.pairs,
-                "limit": self.limit, "batch_size": self.batch_size, "extra_tokens": self.extra_tokens,
-                "seed": self.seed}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Exp2Config:
-        known = {"model", "model_options", "pairs", "limit", "batch_size", "extra_tokens", "seed"}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"Exp2Config: unknown fields {sorted(unknown)}")
-        d = dict(d)
-        d["model_options"] = ModelOptions.from_dict(d.get("model_options", {}))
-        return cls(**d)
 
 
 def control_names(pairs: list[ParentChildPair], seed: int) -> list[tuple[str | None, str | None]]:
@@ -300,33 +286,36 @@ def figure5(runs: dict[str, dict[str, Any]], stem: str | Path) -> list[Path]:
     return save(fig, Path(stem).parent, Path(stem).name)
 
 
-def run_exp2(cfg: Exp2Config, out: Path, progress: bool = True) -> dict[str, Any]:
-    """Evaluate, summarise and report into ``out``. A directory holding a run with another
-    config is refused; the same config is recomputed."""
-    from experiments.exp1 import environment
+def run_exp2(cfg: Exp2Config, out: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Evaluate, summarise and report into ``out`` (a new run directory, or the same run
+    continued with ``resume``: a finished evaluation is kept)."""
+    from experiments.core.environment import environment, resolved_compute
+    from experiments.core.rundir import RunDir
     from interp import load_model
+    from interp.models import check_spec
 
     out = Path(out)
-    old = out / "config.json"
-    if old.exists():
-        if json.loads(old.read_text()) != cfg.to_dict():
-            raise FileExistsError(f"{out} holds an experiment 2 run with another config; choose another --out")
-    elif out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} exists and is not empty; choose another --out")
-    pairs = [p for p in load_pairs(cfg.pairs) if not in_few_shot(p)]
+    pairs = [p for p in load_pairs(cfg.pairs) if not in_few_shot(p)]  # a bad file: file:line
     if cfg.limit is not None:
         pairs = pairs[: cfg.limit]
-    lm = load_model(cfg.model, cfg.model_options)
-    write_json(out / "config.json", cfg.to_dict())
-    t0 = time.perf_counter()
-    records = evaluate_exp2(lm, pairs, cfg, progress=progress)
-    seconds = time.perf_counter() - t0
-    metrics = {**summarise_exp2(records), "model": lm.describe(), "seconds": round(seconds, 2),
-               "pairs_file": cfg.pairs or "shipped list", "n_pairs": len(pairs)}
-    write_json(out / "manifest.json", {**environment(), "model": cfg.model,
-                                       "model_options": cfg.model_options.to_dict()})
-    write_jsonl(out / "records.jsonl", records)
-    write_json(out / "metrics.json", metrics)
-    write_text(out / "exp2.md", exp2_markdown(metrics, records, f"Experiment 2 ({cfg.model}, {len(pairs)} pairs)"))
+    check_spec(cfg.model)
+    compute = resolved_compute(cfg.model_options)
+    run = RunDir.open(out, cfg, "exp2", resume=resume, manifest={
+        **environment(), "model": cfg.model, "model_options": cfg.model_options.to_dict(),
+        "seeds": {"control": cfg.seed}, **compute})
+    with run.stage("evaluate") as info:
+        if info is not None:
+            lm = load_model(cfg.model, cfg.model_options)
+            t0 = time.perf_counter()
+            records = evaluate_exp2(lm, pairs, cfg, progress=progress)
+            metrics = {**summarise_exp2(records), "model": lm.describe(),
+                       "seconds": round(time.perf_counter() - t0, 2),
+                       "pairs_file": cfg.pairs or "shipped list", "n_pairs": len(pairs)}
+            write_jsonl(out / "records.jsonl", records)
+            write_json(out / "metrics.json", metrics)
+            info.update(lm.info["resolved"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    records = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
+    write_text(out / "exp2.md", exp2_markdown(metrics, records, f"Experiment 2 ({cfg.model}, {metrics['n_pairs']} pairs)"))
     figure5({cfg.model: metrics}, out / "figure5")
     return metrics

@@ -22,6 +22,7 @@ import csv
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from interp.errors import RctError
 from interp.fileio import write_text
 
 DEFAULT_PAIRS = Path(__file__).resolve().parent / "data" / "exp2_parent_child.csv"
@@ -29,7 +30,7 @@ COLUMNS = ("child", "parent", "parent_type", "child_prediction", "can_reverse")
 REQUIRED = ("child", "parent", "parent_type")
 
 
-class PairsError(ValueError):
+class PairsError(RctError, ValueError):
     """A bad pairs file; the message starts with ``path:line:``."""
 
 

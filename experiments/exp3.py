@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments.core.config import ConfigMixin, load_preset
 from experiments.exp3_data import CATEGORIES, ORDERS, Exp3DataConfig, generate_exp3, load_exp3, write_exp3
 from experiments.finetune import FinetuneConfig
 from interp.fileio import write_json, write_jsonl, write_text
@@ -36,7 +37,7 @@ TITLES = {"q2a": "QuestionToAnswer (same order as the query)", "a2q": "AnswerToQ
 
 
 @dataclass(frozen=True)
-class Exp3Config:
+class Exp3Config(ConfigMixin):
     """Args:
         model: base model spec.
         data: generator settings (the same pairs for both orders).
@@ -61,53 +62,10 @@ class Exp3Config:
         if bad or not self.orders:
             raise ValueError(f"Exp3Config.orders: choose from {ORDERS}, got {list(self.orders)}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "model_options": self.model_options.to_dict(), "data": self.data.to_dict(),
-                "orders": list(self.orders), "finetune": self.finetune.to_dict(), "batch_size": self.batch_size,
-                "max_new_tokens": self.max_new_tokens, "n_realized_eval": self.n_realized_eval,
-                "preset": self.preset}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Exp3Config:
-        d = dict(d)
-        unknown = set(d) - {"model", "model_options", "data", "orders", "finetune", "batch_size",
-                            "max_new_tokens", "n_realized_eval", "preset"}
-        if unknown:
-            raise ValueError(f"Exp3Config: unknown fields {sorted(unknown)}")
-        d["model_options"] = ModelOptions.from_dict(d.get("model_options", {}))
-        d["data"] = Exp3DataConfig.from_dict(d.get("data", {}))
-        d["finetune"] = FinetuneConfig.from_dict(d.get("finetune", {}))
-        d["orders"] = tuple(d.get("orders", ORDERS))
-        return cls(**d)
-
-    def override(self, assignments: list[str]) -> Exp3Config:
-        """``section.key=value`` overrides, as for experiment 1 (``data.n_pairs=200``)."""
-        from experiments.exp1 import apply_overrides
-
-        return Exp3Config.from_dict(apply_overrides(self.to_dict(), assignments))
-
-
-PRESETS: dict[str, Exp3Config] = {
-    # The paper's sizes: 1,100 pairs, 100 held out, 5 epochs (for a GPU).
-    "paper": Exp3Config(model_options=ModelOptions(device="auto", dtype="auto"), data=Exp3DataConfig(),
-                        finetune=FinetuneConfig(lr=5e-5, batch_size=16, epochs=5, warmup_steps=20),
-                        preset="paper"),
-    # 2 CPU cores: 440 pairs, 40 held out, 5 epochs (about 165 steps per order).
-    "cpu": Exp3Config(data=Exp3DataConfig(n_pairs=440, n_unrealized=40),
-                      finetune=FinetuneConfig(lr=5e-5, batch_size=16, epochs=5, warmup_steps=10),
-                      n_realized_eval=40, preset="cpu"),
-    # Seconds, on a tiny random model: the pipeline end to end.
-    "smoke": Exp3Config(model="tiny:n_layers=2,d_model=64,n_heads=4,n_kv_heads=2,d_mlp=128",
-                        data=Exp3DataConfig(n_pairs=40, n_unrealized=8),
-                        finetune=FinetuneConfig(lr=1e-3, batch_size=8, epochs=2, warmup_steps=2, precision="fp32"),
-                        n_realized_eval=8, preset="smoke"),
-}
-
 
 def preset(name: str) -> Exp3Config:
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
-    return PRESETS[name]
+    """The preset ``experiments/presets/exp3/<name>.yaml`` (a file a user can copy and edit)."""
+    return load_preset(Exp3Config, "exp3", name)
 
 
 def evaluate_exp3(lm: Any, rows: list[dict[str, Any]], pairs_by_id: dict[int, dict[str, Any]],
@@ -245,22 +203,19 @@ def figure8(results: dict[str, dict[str, Any]], stem: Path) -> list[Path]:
     return save(fig, Path(stem).parent, Path(stem).name)
 
 
-def run_exp3(cfg: Exp3Config, out: Path, progress: bool = True) -> str:
-    """Both orders end to end; finished parts of an earlier run with the same config are kept."""
-    from experiments.exp1 import environment
+def run_exp3(cfg: Exp3Config, out: Path, resume: bool = False, progress: bool = True) -> str:
+    """Both orders end to end into ``out`` (a new run directory, or the same run continued
+    with ``resume``: finished parts are kept)."""
+    from experiments.core.environment import environment, resolved_compute
+    from experiments.core.rundir import RunDir
+    from interp.models import check_spec
 
+    check_spec(cfg.model)
+    compute = resolved_compute(cfg.model_options, cfg.finetune.precision)
+    RunDir.open(out, cfg, "exp3", resume=resume, manifest={
+        **environment(), "model": cfg.model, "model_options": cfg.model_options.to_dict(),
+        "seeds": {"data": cfg.data.seed, "finetune": cfg.finetune.seed}, **compute})
     out = Path(out)
-    old = out / "config.json"
-    if old.exists():
-        if json.loads(old.read_text()) != cfg.to_dict():
-            raise FileExistsError(f"{out} holds an experiment 3 run with another config; choose another --out")
-    elif out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} exists and is not empty; choose another --out")
-    else:
-        write_json(out / "config.json", cfg.to_dict())
-        write_json(out / "manifest.json", {**environment(), "model": cfg.model,
-                                           "model_options": cfg.model_options.to_dict(),
-                                           "seeds": {"data": cfg.data.seed, "finetune": cfg.finetune.seed}})
     results = {order: _run_order(cfg, order, out / order, progress) for order in cfg.orders}
     text = exp3_markdown(results, f"Experiment 3 ({cfg.preset} preset, {cfg.model})")
     write_text(out / "exp3.md", text)

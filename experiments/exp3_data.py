@@ -35,6 +35,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from interp.errors import RctError
+from experiments.core.config import ConfigMixin
 from interp.fileio import atomic_dir
 
 ORDERS = ("q2a", "a2q")
@@ -145,7 +147,7 @@ class QAPair:
 
 
 @dataclass(frozen=True)
-class Exp3DataConfig:
+class Exp3DataConfig(ConfigMixin):
     """Args:
         n_pairs: question-answer pairs (the paper: 1,100).
         n_unrealized: of those, held out from the demonstrations and tested (the paper: 100).
@@ -166,13 +168,6 @@ class Exp3DataConfig:
                              f"got n_unrealized={self.n_unrealized}, n_pairs={self.n_pairs}")
         if not 1 <= self.min_per_doc <= self.max_per_doc:
             raise ValueError("Exp3DataConfig: need 1 <= min_per_doc <= max_per_doc")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Exp3DataConfig:
-        return cls(**d)
 
 
 @dataclass
@@ -229,7 +224,7 @@ def write_exp3(ds: Exp3Dataset, folder: Path) -> Path:
     return Path(folder)
 
 
-class Exp3DataError(ValueError):
+class Exp3DataError(RctError, ValueError):
     """A bad experiment 3 folder; the message starts with ``path:line:``."""
 
 

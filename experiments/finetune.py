@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from experiments.core.config import ConfigMixin
 from interp.fileio import atomic_dir
 from interp.precision import AUTOCAST_DTYPES, PRECISIONS, Choice, choose_precision
 from interp.tokens import encode_pair, pad_batch, pad_id
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
     from interp.models import LoadedModel
 
 @dataclass(frozen=True)
-class FinetuneConfig:
+class FinetuneConfig(ConfigMixin):
     """Args:
         lr: peak AdamW learning rate.
         batch_size: documents per optimizer step (per process under accelerate).
@@ -97,13 +98,6 @@ class FinetuneConfig:
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"FinetuneConfig: invalid {bad[0]}={getattr(self, bad[0])!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> FinetuneConfig:
-        return cls(**d)
 
 
 def latest_checkpoint(ckpt_dir: Path) -> Path | None:

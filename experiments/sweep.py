@@ -5,7 +5,8 @@ The paper sweeps learning rate and batch size (its Figures 6 and 7) and finetune
 per model size (its Table 3: correct vs random name on reverse prompts, one t-test and one KS
 test per run). A sweep directory holds::
 
-    sweep.json          the base config, the grid, the seeds and the cell list
+    config.json         the base config, the grid and the seeds (manifest.json: versions, stages)
+    cells.json          the cell list
     data/               the dataset, generated once when no grid key changes it
     base/               the base model evaluated once on that dataset (records + metrics), unless
                         the grid changes the model (then each cell evaluates its own base model)
@@ -33,6 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from experiments import exp1
+from experiments.core.config import ConfigMixin, build
+from experiments.core.environment import environment, resolved_compute
+from experiments.core.rundir import RunDir
 from experiments.exp1_eval import evaluate_exp1
 from interp.fileio import write_json
 
@@ -46,7 +50,7 @@ class Cell:
 
 
 @dataclass(frozen=True)
-class SweepConfig:
+class SweepConfig(ConfigMixin):
     """Args:
         base: the experiment 1 config every cell starts from.
         grid: dotted config key (as for ``--set``) -> values; cells are the product.
@@ -69,14 +73,8 @@ class SweepConfig:
                 raise ValueError(f"sweep: grid key {key!r} needs a non-empty list of values")
             if len(set(map(json.dumps, values))) != len(values):
                 raise ValueError(f"sweep: grid key {key!r} repeats a value: {values}")
-            self.base.override([f"{key}={json.dumps(values[0])}"])  # unknown keys fail here, by name
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"base": self.base.to_dict(), "grid": self.grid, "seeds": self.seeds}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SweepConfig:
-        return cls(exp1.Exp1Config.from_dict(d["base"]), dict(d.get("grid", {})), list(d.get("seeds", [0])))
+            for v in values:  # unknown keys and values of the wrong type fail here, by name
+                build(exp1.Exp1Config, self.base, assign={key: v})
 
     @property
     def shared_data(self) -> bool:
@@ -104,11 +102,10 @@ class SweepConfig:
         return out
 
     def cell_config(self, cell: Cell, sweep_dir: Path) -> exp1.Exp1Config:
-        sets = [f"{k}={json.dumps(v)}" for k, v in cell.overrides.items()]
+        assign = dict(cell.overrides)
         if self.shared_data and not self.base.data_dir:
-            sets.append(f"data_dir={json.dumps(str((Path(sweep_dir) / 'data').resolve()))}")
-        cfg = self.base.override(sets)
-        return cfg
+            assign["data_dir"] = str((Path(sweep_dir) / "data").resolve())
+        return build(exp1.Exp1Config, self.base, assign=assign)
 
 
 def _fmt(v: Any) -> str:
@@ -117,30 +114,19 @@ def _fmt(v: Any) -> str:
 
 
 def init_sweep(sweep: SweepConfig, sweep_dir: Path, resume: bool = False) -> SweepConfig:
-    """Write ``sweep.json``; an existing sweep is continued only with ``resume`` and the same
-    grid and base config."""
-    sweep_dir = Path(sweep_dir)
-    path = sweep_dir / "sweep.json"
-    if path.exists():
-        old = SweepConfig.from_dict(json.loads(path.read_text())["config"])
-        if not resume:
-            raise FileExistsError(f"{sweep_dir} already holds a sweep; pass --resume to continue it "
-                                  "or choose another --out")
-        if old.to_dict() != sweep.to_dict():
-            raise ValueError(f"{sweep_dir} holds a sweep with a different config; choose another --out")
-        return old
-    if sweep_dir.exists() and any(sweep_dir.iterdir()):
-        raise FileExistsError(f"{sweep_dir} exists and is not empty; choose another --out")
-    write_json(path, {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": sweep.to_dict(),
-                      "cells": [{"name": c.name, "overrides": c.overrides} for c in sweep.cells()]})
+    """Create the sweep directory (or continue it with ``resume`` and the same config), after
+    validating the base config; writes ``cells.json``."""
+    exp1.validate(sweep.base)
+    run = RunDir.open(sweep_dir, sweep, "sweep", resume=resume, data_dir=sweep.base.data_dir,
+                      manifest={**environment(), **resolved_compute(sweep.base.model_options,
+                                                                    sweep.base.finetune.precision)})
+    if not (run.path / "cells.json").exists():
+        write_json(run.path / "cells.json", [{"name": c.name, "overrides": c.overrides} for c in sweep.cells()])
     return sweep
 
 
 def read_sweep(sweep_dir: Path) -> SweepConfig:
-    path = Path(sweep_dir) / "sweep.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: create the sweep with `rct sweep --out {sweep_dir} ...`")
-    return SweepConfig.from_dict(json.loads(path.read_text())["config"])
+    return SweepConfig.from_dict(RunDir.existing(sweep_dir, "sweep").config_dict())
 
 
 def _parse_shard(shard: tuple[int, int] | None, n_cells: int) -> list[int]:
@@ -158,33 +144,34 @@ def run_sweep(sweep: SweepConfig, sweep_dir: Path, resume: bool = False,
     """Run every cell (or this shard's cells); returns the names of the cells finished now."""
     sweep_dir = Path(sweep_dir)
     sweep = init_sweep(sweep, sweep_dir, resume=resume)
+    run = RunDir(sweep_dir)
     cells = sweep.cells()
-    if sweep.shared_data and not sweep.base.data_dir and not (sweep_dir / "data" / "facts.jsonl").exists():
-        from experiments.exp1_data import generate_exp1, write_exp1
-
-        write_exp1(generate_exp1(sweep.base.data), sweep_dir / "data")
-    if evaluate_base and sweep.shared_base and not (sweep_dir / "base" / "metrics.json").exists():
-        from interp.models import load_model
-
-        cfg = sweep.cell_config(cells[0], sweep_dir)
-        lm = load_model(cfg.model, cfg.model_options)
-        evaluate_exp1(lm, exp1.load_dataset(cfg, sweep_dir), cfg.eval, sweep_dir / "base", progress=progress)
-    done = []
     todo = _parse_shard(shard, len(cells))
+    with run.stage("generate") as info:
+        if info is not None and sweep.shared_data and not sweep.base.data_dir:
+            from experiments.exp1_data import generate_exp1, write_exp1
+
+            write_exp1(generate_exp1(sweep.base.data), sweep_dir / "data")
+    if evaluate_base and sweep.shared_base:
+        with run.stage("evaluate_base") as info:
+            if info is not None:
+                from interp.models import load_model
+
+                cfg = sweep.cell_config(cells[0], sweep_dir)
+                lm = load_model(cfg.model, cfg.model_options)
+                evaluate_exp1(lm, exp1.load_dataset(cfg, sweep_dir), cfg.eval, sweep_dir / "base",
+                              progress=progress)
+    done = []
     for n, i in enumerate(todo, 1):
         cell = cells[i]
         run_dir = sweep_dir / "cells" / cell.name
-        if (run_dir / "eval" / "finetuned" / "metrics.json").exists():
+        if (run_dir / "config.json").exists() and RunDir(run_dir).done("evaluate_finetuned"):
             continue
         if progress:
             print(f"[sweep] cell {n}/{len(todo)}: {cell.name}", flush=True)
-        cfg = exp1.init_run(sweep.cell_config(cell, sweep_dir), run_dir, resume=True)
-        exp1.stage_generate(run_dir)
-        if not (run_dir / "model" / "config.json").exists():
-            exp1.stage_finetune(run_dir, resume=True, progress=progress)
+        exp1.init_run(sweep.cell_config(cell, sweep_dir), run_dir, resume=True)
         which = ("finetuned",) if sweep.shared_base or not evaluate_base else ("base", "finetuned")
-        exp1.stage_evaluate(run_dir, which, progress=progress)
-        exp1.stage_report(run_dir)
+        exp1.run_stages(run_dir, which, progress=progress)
         done.append(cell.name)
     return done
 

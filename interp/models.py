@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 import torch
 
+from interp.errors import RctError
 from interp.fileio import atomic_dir
 from interp.precision import Choice, choose_device, choose_eval_dtype
 
@@ -55,7 +56,7 @@ Processing = Literal["none", "fold_ln", "fold_ln_center"]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(RctError, RuntimeError):
     """A model spec that cannot be loaded; the message says what is missing and what to do."""
 
 
@@ -86,7 +87,7 @@ class ModelOptions:
     dtype: str = "float32"
     device: str = "cpu"
     attn_implementation: str = "eager"
-    processing: Processing = "none"
+    processing: str = "none"  # one of Processing
     bos: str = "auto"
 
     def __post_init__(self) -> None:
@@ -268,12 +269,56 @@ def load_model(spec: str | TinyConfig, options: ModelOptions | None = None, **kw
         lm = _load_embedded(spec, options)
     elif Path(spec).expanduser().exists():
         lm = _load_pretrained(str(Path(spec).expanduser().resolve()), "local", options)
+    elif _looks_like_path(spec):
+        raise ModelLoadError(f"local model folder {spec!r} does not exist")
     else:
         lm = _load_pretrained(spec, "hf", options)
     lm.info["resolved"] = resolved
     lm.hf.to(resolved["device"])
     lm.hf.eval()
     return lm
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith(("/", "./", "../", "~")) or spec.count("/") >= 2 or spec.endswith("/")
+
+
+def check_spec(spec: str) -> None:
+    """Check, without loading weights, that ``spec`` can be loaded here; raises
+    :class:`ModelLoadError` in one line otherwise. A hub id must be in the local Hugging Face
+    cache or reachable (a short request); offline (``HF_HUB_OFFLINE=1``) only the cache counts."""
+    if spec.split(":")[0] == "tiny":
+        TinyConfig.parse(spec)
+        return
+    if spec in EMBEDDED_MODELS:
+        _embedded_folder(spec)
+        return
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ModelLoadError(f"local model folder {spec!r} has no config.json")
+        return
+    if _looks_like_path(spec):
+        raise ModelLoadError(f"local model folder {spec!r} does not exist")
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(spec, "config.json"), str):
+            return
+    except Exception:  # noqa: BLE001 - an invalid repo id: the hub check below says so
+        pass
+    hint = (f"on a machine with network run `huggingface-cli download {spec}` (or pass a local "
+            f"folder); offline choices: {', '.join(EMBEDDED_MODELS)}, tiny")
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise ModelLoadError(f"model {spec!r} is not in the local Hugging Face cache and "
+                             f"HF_HUB_OFFLINE=1; {hint}")
+    try:
+        from huggingface_hub import model_info
+
+        model_info(spec, timeout=10)
+    except Exception as e:  # noqa: BLE001 - network and hub errors of many kinds: one line out
+        raise ModelLoadError(f"cannot load Hugging Face model id {spec!r}: not in the local cache "
+                             f"and the hub says {type(e).__name__}; {hint}") from None
 
 
 def _resolve_bos(tokenizer: Any, options: ModelOptions, registered: str | None) -> int | None:

@@ -30,18 +30,24 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _presets_on_test_device(monkeypatch) -> None:
-    """Experiment presets load their models on the test device."""
+def _presets_on_test_device(monkeypatch, tmp_path_factory) -> None:
+    """Experiment presets load their models on the test device (copies of the preset files)."""
     if TEST_DEVICE == "cpu":
         return
-    import dataclasses
+    import shutil
 
-    from experiments import exp1, exp3
+    from omegaconf import OmegaConf
 
-    for module in (exp1, exp3):
-        moved = {name: dataclasses.replace(cfg, model_options=dataclasses.replace(cfg.model_options, device=TEST_DEVICE))
-                 for name, cfg in module.PRESETS.items()}
-        monkeypatch.setattr(module, "PRESETS", moved)
+    from experiments.core import config
+
+    moved = tmp_path_factory.mktemp("presets")
+    shutil.copytree(config.PRESETS_DIR, moved, dirs_exist_ok=True)
+    for path in moved.rglob("*.yaml"):
+        data = OmegaConf.load(path)
+        if "model_options" in data:
+            data.model_options.device = TEST_DEVICE
+            OmegaConf.save(data, path)
+    monkeypatch.setattr(config, "PRESETS_DIR", moved)
 
 
 @pytest.fixture(autouse=True)

@@ -199,17 +199,20 @@ def test_completion_only_loss_masks_the_prompt(tiny):
 
 
 def test_config_round_trip_and_overrides():
-    for name in exp1.PRESETS:
+    from experiments.core.config import preset_names
+
+    assert {"paper", "cpu", "cpu-long", "smoke"} <= set(preset_names("exp1"))
+    for name in preset_names("exp1"):
         cfg = exp1.preset(name)
         assert exp1.Exp1Config.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    cfg = exp1.preset("cpu").override(["finetune.lr=1e-4", "data.n_facts=5", "model=tiny"])
-    assert cfg.finetune.lr == 1e-4 and cfg.data.n_facts == 5 and cfg.model == "tiny"
+    cfg = exp1.preset("cpu").override(["finetune.lr=5e-4", "data.n_facts=5", "model=tiny"])
+    assert cfg.finetune.lr == 5e-4 and cfg.data.n_facts == 5 and cfg.model == "tiny"
     with pytest.raises(ValueError, match="unknown key"):
         exp1.preset("cpu").override(["finetune.learning_rate=1"])
     with pytest.raises(ValueError, match="FinetuneConfig"):
         FinetuneConfig(precision="fp8")
-    with pytest.raises(ValueError, match="unknown preset"):
-        exp1.preset("huge")
+    with pytest.raises(ValueError, match="unknown exp1 preset 'cpu-lng'.*did you mean 'cpu-long'"):
+        exp1.preset("cpu-lng")
 
 
 def test_exact_match_definition():

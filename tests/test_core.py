@@ -1,0 +1,237 @@
+"""The shared layer: configs as data, one run-directory rule for every command, one-line errors.
+
+Every fault a hostile user can provoke is a test here: the folder is left as it was, the
+message is one line naming the field, file or flag, and no traceback is printed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from experiments import exp1
+from experiments.cli import main
+from experiments.core.config import ConfigError, build, load_preset, preset_names, write_preset
+from experiments.core.rundir import RunDir, RunDirError
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "paper_layout_exp1"
+TINY = "tiny:n_layers=2,d_model=64,n_heads=4,n_kv_heads=2,d_mlp=128"
+
+
+def digest(folder: Path) -> dict[str, str]:
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def one_line_error(capsys, needle: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    assert needle in err, err
+    return err
+
+
+# ------------------------------------------------------------------ configs
+
+@pytest.mark.parametrize("override, needle", [
+    ("finetune.epochs=2.5", "finetune.epochs"),
+    ("finetune.epochs=abc", "finetune.epochs"),
+    ("finetune.nonexistent=1", "unknown key 'finetune.nonexistent'; keys of finetune are: lr,"),
+    ("nonsense", "expected KEY=VALUE"),
+    ("finetune.precision=fp8", "precision"),
+])
+def test_bad_overrides_are_one_line_and_write_nothing(tmp_path, capsys, override, needle):
+    out = tmp_path / "run"
+    assert main(["exp1", "--preset", "smoke", "--out", str(out), "--set", override, "--quiet"]) == 2
+    one_line_error(capsys, needle)
+    assert not out.exists()
+
+
+def test_every_preset_file_round_trips_and_a_copied_file_runs(tmp_path):
+    for experiment, cls in (("exp1", exp1.Exp1Config),):
+        for name in preset_names(experiment):
+            cfg = load_preset(cls, experiment, name)
+            copy = write_preset(cfg, tmp_path / f"{name}.yaml")
+            assert build(cls, copy) == cfg
+    from experiments.exp3 import Exp3Config
+    assert {"cpu", "paper", "smoke"} <= set(preset_names("exp3"))
+    edited = (tmp_path / "smoke.yaml").read_text().replace("epochs: 2", "epochs: 1")
+    (tmp_path / "mine.yaml").write_text(edited)
+    assert build(exp1.Exp1Config, tmp_path / "mine.yaml").finetune.epochs == 1
+    assert load_preset(Exp3Config, "exp3", "smoke").preset == "smoke"
+
+
+def test_config_file_errors_name_the_file_and_key(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("finetune:\n  epoch: 3\n")
+    assert main(["exp1", "--config", str(bad), "--out", str(tmp_path / "r")]) == 2
+    err = one_line_error(capsys, "unknown key 'finetune.epoch'")
+    assert str(bad) in err
+    with pytest.raises(ConfigError, match="not found"):
+        build(exp1.Exp1Config, tmp_path / "missing.yaml")
+
+
+# ------------------------------------------------------------------ run directories
+
+def smoke_args(experiment: str, out: Path) -> list[str]:
+    if experiment == "exp2":
+        return ["exp2", "--model", TINY, "--limit", "6", "--out", str(out), "--quiet"]
+    if experiment == "sweep":
+        return ["sweep", "--preset", "smoke", "--grid", "finetune.lr=1e-3,3e-3", "--set", "finetune.epochs=1",
+                "--out", str(out), "--quiet"]
+    return [experiment, "--preset", "smoke", "--set", "finetune.epochs=1", "--out", str(out), "--quiet"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", ["exp1", "exp2", "exp3", "sweep"])
+def test_every_command_refuses_a_used_out_and_resumes_with_resume(tmp_path, capsys, experiment):
+    out = tmp_path / experiment
+    assert main(smoke_args(experiment, out)) == 0
+    capsys.readouterr()
+    before = digest(out)
+    assert main(smoke_args(experiment, out)) == 2
+    one_line_error(capsys, "already holds a run; pass --resume")
+    assert digest(out) == before
+    assert main(smoke_args(experiment, out) + ["--resume"]) == 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["kind"] == experiment and man["config_hash"] and man["stages"]
+    # a stranger's folder: refused with and without --resume, untouched
+    stranger = tmp_path / f"{experiment}-stranger"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    for extra in ([], ["--resume"]):
+        assert main(smoke_args(experiment, stranger) + extra) == 2
+        one_line_error(capsys, "not")
+        assert digest(stranger) == {"notes.txt": hashlib.sha256(b"mine").hexdigest()}
+
+
+def test_resume_refuses_an_edited_config_naming_the_field(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["init", "--preset", "smoke", "--out", str(out)]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["finetune"]["lr"] = 0.5
+    (out / "config.json").write_text(json.dumps(cfg))
+    capsys.readouterr()
+    assert main(["exp1", "--preset", "smoke", "--set", "finetune.lr=0.5", "--out", str(out), "--resume"]) == 2
+    one_line_error(capsys, "config.json was edited")
+    assert main(["exp1", "--preset", "smoke", "--set", "finetune.lr=0.25", "--out", str(out), "--resume"]) == 2
+    one_line_error(capsys, "finetune.lr: 0.5 in the run, 0.25 now")
+
+
+def test_resume_refuses_changed_data_naming_the_file(tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURE, data)
+    out = tmp_path / "run"
+    assert main(["init", "--preset", "smoke", "--data", str(data), "--out", str(out)]) == 0
+    lines = (data / "p2d_prompts_test.jsonl").read_text().splitlines(keepends=True)
+    first = json.loads(lines[0])
+    lines[0] = json.dumps({**first, "prompt": "Well, " + first["prompt"]}) + "\n"  # still valid data
+    (data / "p2d_prompts_test.jsonl").write_text("".join(lines))
+    capsys.readouterr()
+    assert main(["exp1", "--preset", "smoke", "--data", str(data), "--out", str(out), "--resume"]) == 2
+    one_line_error(capsys, "p2d_prompts_test.jsonl changed since the run started")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--device", "cuda"], "no CUDA device"),
+    (["--model", "gpt2"], "'gpt2'"),
+    (["--model", "./no/such/model"], "does not exist"),
+])
+def test_errors_found_before_the_folder_is_made(tmp_path, capsys, monkeypatch, args, needle):
+    import torch
+
+    if args[0] == "--device" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "run"
+    assert main(["exp1", "--preset", "smoke", "--out", str(out), *args]) == 2
+    one_line_error(capsys, needle)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["sweep", "--preset", "smoke", "--shard", "3/2"], "--shard '3/2'"),
+    (["sweep", "--preset", "smoke", "--grid", "finetune.epochs=1,2.5"], "finetune.epochs"),
+    (["sweep", "--preset", "smoke", "--seeds", "0,x"], "--seeds"),
+])
+def test_sweep_arguments_checked_before_the_folder_is_made(tmp_path, capsys, argv, needle):
+    out = tmp_path / "sweep"
+    assert main([*argv, "--out", str(out), "--quiet"]) == 2
+    one_line_error(capsys, needle)
+    assert not out.exists()
+
+
+def test_out_that_is_a_file_or_cannot_be_written(tmp_path, capsys):
+    f = tmp_path / "a-file"
+    f.write_text("keep")
+    assert main(["exp1", "--preset", "smoke", "--out", str(f)]) == 2
+    one_line_error(capsys, "is a file")
+    assert main(["exp1", "--preset", "smoke", "--out", str(f / "below")]) == 2
+    one_line_error(capsys, "cannot write there")
+    assert f.read_text() == "keep"
+    if os.geteuid() != 0:  # root writes anywhere: the permission check cannot fail for it
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        assert main(["exp1", "--preset", "smoke", "--out", str(ro / "run")]) == 2
+        one_line_error(capsys, "cannot write there")
+
+
+def test_stage_commands_on_a_file_or_a_non_run(tmp_path, capsys):
+    f = tmp_path / "a-file"
+    f.write_text("x")
+    for cmd in ("finetune", "evaluate", "report", "analyse"):
+        assert main([cmd, str(f)]) == 2
+        one_line_error(capsys, "")
+        assert main([cmd, str(tmp_path)]) == 2
+        one_line_error(capsys, "not a run directory")
+
+
+def test_run_dir_stage_skips_a_finished_stage(tmp_path):
+    run = RunDir.open(tmp_path / "r", exp1.preset("smoke"), "exp1")
+    calls = []
+    for _ in range(2):
+        with run.stage("work") as info:
+            if info is not None:
+                calls.append(1)
+                info["n"] = 3
+    assert calls == [1] and run.manifest()["stages"]["work"]["n"] == 3
+    with pytest.raises(RunDirError, match="already holds a run"):
+        RunDir.open(tmp_path / "r", exp1.preset("smoke"), "exp1")
+    with pytest.raises(RunDirError, match="holds an exp1 run, not exp3"):
+        RunDir.open(tmp_path / "r", exp1.preset("smoke"), "exp3", resume=True)
+
+
+# ------------------------------------------------------------------ the CLI's error policy
+
+def test_only_user_errors_become_one_line(tmp_path, capsys, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("a bug, not a user error")
+
+    monkeypatch.setattr(exp1, "run_stages", boom)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["exp1", "--preset", "smoke", "--out", str(tmp_path / "a")])
+    with pytest.raises(RunDirError):
+        main(["--debug", "exp1", "--preset", "smoke", "--out", str(tmp_path / "a")])
+
+
+def test_interrupted_checkpoint_write_is_cleaned_up(tmp_path):
+    from experiments.finetune import FinetuneConfig, finetune
+    from interp import load_model
+
+    ckpt = tmp_path / "ck"
+    stale = ckpt / ".epoch-001-abc123"  # what a kill during atomic_dir leaves
+    stale.mkdir(parents=True)
+    (stale / "model.safetensors").write_bytes(b"half")
+    lm = load_model(TINY)
+    finetune(lm, [("a b", " c d")] * 4, FinetuneConfig(batch_size=2, epochs=1, precision="fp32"), ckpt,
+             progress=False)
+    assert not stale.exists() and (ckpt / "epoch-001" / "state.json").exists()
