@@ -22,12 +22,12 @@ Example::
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from experiments.core.config import ConfigMixin, load_preset
+from experiments.core.rundir import RunDir
 from experiments.exp3_data import CATEGORIES, ORDERS, Exp3DataConfig, generate_exp3, load_exp3, write_exp3
 from experiments.finetune import FinetuneConfig
 from interp.fileio import write_json, write_jsonl, write_text
@@ -117,42 +117,42 @@ def summarise_exp3(records: list[dict[str, Any]]) -> dict[str, Any]:
                                               [r["control_logprob"] for r in paired])}
 
 
-def _run_order(cfg: Exp3Config, order: str, out: Path, progress: bool) -> dict[str, Any]:
+def _run_order(cfg: Exp3Config, order: str, run: RunDir, progress: bool) -> dict[str, Any]:
+    """One instruction order in ``RUN/<order>/``: data, base evaluation, finetuning, finetuned
+    evaluation, each a stage of the run (``<order>.<stage>`` in the manifest)."""
     from experiments.finetune import finetune
     from interp.models import load_model, save_model
 
-    data = out / "data"
-    if not (data / "all.jsonl").exists():
-        write_exp3(generate_exp3(cfg.data, order), data)
-    ds = load_exp3(data, order)
+    out = run.path / order
+    with run.stage(f"{order}.generate") as info:
+        if info is not None:
+            write_exp3(generate_exp3(cfg.data, order), out / "data")
+    ds = load_exp3(out / "data", order)
     pairs_by_id = {p["id"]: p for p in ds.files.get("pairs", [])}
     tests = {"unrealized": ds.test_examples(),
              "realized": ds.files["realized_examples"][: cfg.n_realized_eval]}
     results: dict[str, Any] = {}
     for label in ("base", "finetuned"):
-        if (out / "eval" / label / "metrics.json").exists():
-            results[label] = json.loads((out / "eval" / label / "metrics.json").read_text())
-            continue
-        if label == "base":
-            lm = load_model(cfg.model, cfg.model_options)
-        else:
-            if not (out / "model" / "config.json").exists():
-                lm = load_model(cfg.model, cfg.model_options.for_training())
-                t0 = time.perf_counter()
-                log = finetune(lm, ds.training_documents(), cfg.finetune, out / "checkpoints", resume=True,
-                               progress=progress)
-                log["seconds"] = round(time.perf_counter() - t0, 2)
-                save_model(lm, out / "model")
-                write_json(out / "train_log.json", log)
-            lm = load_model(str(out / "model"), cfg.model_options)
-        records, metrics = [], {}
-        for split, rows in tests.items():
-            recs = evaluate_exp3(lm, rows, pairs_by_id, cfg)
-            records += [{"split": split, **r} for r in recs]
-            metrics[split] = summarise_exp3(recs)
-        write_jsonl(out / "eval" / label / "records.jsonl", records)
-        write_json(out / "eval" / label / "metrics.json", metrics)
-        results[label] = metrics
+        if label == "finetuned":
+            with run.stage(f"{order}.finetune") as info:
+                if info is not None:
+                    lm = load_model(cfg.model, cfg.model_options.for_training())
+                    log = finetune(lm, ds.training_documents(), cfg.finetune, out / "checkpoints",
+                                   resume=True, progress=progress)
+                    save_model(lm, out / "model")
+                    write_json(out / "train_log.json", log)
+                    info.update(steps=log["steps"], precision=log["precision"])
+        with run.stage(f"{order}.evaluate_{label}") as info:
+            if info is not None:
+                lm = load_model(cfg.model if label == "base" else str(out / "model"), cfg.model_options)
+                records, metrics = [], {}
+                for split, rows in tests.items():
+                    recs = evaluate_exp3(lm, rows, pairs_by_id, cfg)
+                    records += [{"split": split, **r} for r in recs]
+                    metrics[split] = summarise_exp3(recs)
+                write_jsonl(out / "eval" / label / "records.jsonl", records)
+                write_json(out / "eval" / label / "metrics.json", metrics)
+        results[label] = json.loads((out / "eval" / label / "metrics.json").read_text())
     return results
 
 
@@ -207,16 +207,15 @@ def run_exp3(cfg: Exp3Config, out: Path, resume: bool = False, progress: bool = 
     """Both orders end to end into ``out`` (a new run directory, or the same run continued
     with ``resume``: finished parts are kept)."""
     from experiments.core.environment import environment, resolved_compute
-    from experiments.core.rundir import RunDir
     from interp.models import check_spec
 
     check_spec(cfg.model)
     compute = resolved_compute(cfg.model_options, cfg.finetune.precision)
-    RunDir.open(out, cfg, "exp3", resume=resume, manifest={
+    run = RunDir.open(out, cfg, "exp3", resume=resume, manifest={
         **environment(), "model": cfg.model, "model_options": cfg.model_options.to_dict(),
         "seeds": {"data": cfg.data.seed, "finetune": cfg.finetune.seed}, **compute})
     out = Path(out)
-    results = {order: _run_order(cfg, order, out / order, progress) for order in cfg.orders}
+    results = {order: _run_order(cfg, order, run, progress) for order in cfg.orders}
     text = exp3_markdown(results, f"Experiment 3 ({cfg.preset} preset, {cfg.model})")
     write_text(out / "exp3.md", text)
     write_json(out / "metrics.json", results)

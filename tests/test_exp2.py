@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from experiments.core.rundir import RunDirError
+
 from experiments.cli import main as rct
 from experiments.exp2 import (Exp2Config, build_prompt, child_question, control_names, evaluate_exp2,
                               in_few_shot, parent_question, run_exp2, shares_name, summarise_exp2)
@@ -100,9 +102,13 @@ def test_run_directory_and_cli(tmp_path, capsys):
     assert metrics["n_pairs"] == 4
     assert len((out / "records.jsonl").read_text().splitlines()) == 8
     assert json.loads((out / "manifest.json").read_text())["versions"]["torch"]
-    run_exp2(Exp2Config(model=TINY, limit=4), out, progress=False)  # same config: recomputed
-    with pytest.raises(FileExistsError, match="another config"):
-        run_exp2(Exp2Config(model=TINY, limit=3), out, progress=False)
+    before = (out / "metrics.json").stat().st_mtime_ns
+    run_exp2(Exp2Config(model=TINY, limit=4), out, resume=True, progress=False)  # kept, not recomputed
+    assert (out / "metrics.json").stat().st_mtime_ns == before
+    with pytest.raises(RunDirError, match="already holds a run"):
+        run_exp2(Exp2Config(model=TINY, limit=4), out, progress=False)
+    with pytest.raises(RunDirError, match="differs at limit: 4 in the run, 3 now"):
+        run_exp2(Exp2Config(model=TINY, limit=3), out, resume=True, progress=False)
     assert rct(["exp2", "--out", str(tmp_path / "cli"), "--model", TINY, "--limit", "3", "--quiet"]) == 0
     assert "Experiment 2" in capsys.readouterr().out
     bad = tmp_path / "bad.csv"

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from experiments.core.rundir import RunDirError
+
 from experiments.cli import main as rct
 from experiments.exp3 import Exp3Config, preset, run_exp3
 from experiments.exp3_data import (CATEGORIES, Exp3DataConfig, Exp3DataError, generate_exp3, load_exp3,
@@ -65,16 +67,20 @@ def test_smoke_run_end_to_end_and_resume(tmp_path, capsys):
         for label in ("base", "finetuned"):
             m = json.loads((out / order / "eval" / label / "metrics.json").read_text())
             assert m["unrealized"]["n"] == 8 and m["realized"]["n"] == 8
-            assert 0.0 <= m["unrealized"]["exact_match"] <= 1.0
+            recs = [json.loads(x) for x in (out / order / "eval" / label / "records.jsonl").read_text().splitlines()]
+            unrealized = [r for r in recs if r["split"] == "unrealized"]
+            assert m["unrealized"]["exact_match"] == pytest.approx(sum(r["exact"] for r in unrealized) / 8)
             assert m["unrealized"]["correct_vs_random"]["n"] == 8  # every question has a control answer
         assert (out / order / "model" / "model.safetensors").exists()
     assert (out / "figure8.png").exists()
-    # the same config again reuses everything; another config is refused
+    # --resume with the same config reuses everything; without it, or with another config, refused
     before = (out / "q2a" / "eval" / "finetuned" / "metrics.json").stat().st_mtime_ns
-    run_exp3(preset("smoke"), out, progress=False)
+    run_exp3(preset("smoke"), out, resume=True, progress=False)
     assert (out / "q2a" / "eval" / "finetuned" / "metrics.json").stat().st_mtime_ns == before
-    with pytest.raises(FileExistsError, match="another config"):
-        run_exp3(preset("smoke").override(["finetune.epochs=1"]), out, progress=False)
+    with pytest.raises(RunDirError, match="already holds a run"):
+        run_exp3(preset("smoke"), out, progress=False)
+    with pytest.raises(RunDirError, match="finetune.epochs: 2 in the run, 1 now"):
+        run_exp3(preset("smoke").override(["finetune.epochs=1"]), out, resume=True, progress=False)
     assert rct(["exp3", "--preset", "smoke", "--out", str(tmp_path / "x"), "--set", "orders=[\"a2q\"]",
                 "--set", "finetune.epochs=1", "--quiet"]) == 0
     assert "AnswerToQuestion" in capsys.readouterr().out

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from experiments.core.rundir import RunDirError
+
 from experiments.cli import main as rct
 from experiments.exp1 import preset
 from experiments.sweep import SweepConfig, collect, read_sweep, report_sweep, run_sweep
@@ -59,10 +61,10 @@ def test_sweep_runs_reports_and_resumes(tmp_path):
     assert (out / "lines.png").stat().st_size > 0 and (out / "sweep.md").exists()
     # resuming finds every cell finished; starting again without --resume is refused
     assert run_sweep(sweep, out, resume=True, progress=False) == []
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(RunDirError, match="--resume"):
         run_sweep(sweep, out, progress=False)
     other = SweepConfig(preset("smoke"), {"finetune.lr": [1e-3]}, [0])
-    with pytest.raises(ValueError, match="different config"):
+    with pytest.raises(RunDirError, match="config differs at grid.finetune.lr"):
         run_sweep(other, out, resume=True, progress=False)
 
 
