@@ -35,7 +35,7 @@ print(f"precision: {choose_precision('auto', dev.value).value} ({choose_precisio
 EOF
 t0=$(date +%s)
 if [ "$TESTS" = 1 ]; then
-  RCT_TEST_DEVICE=cuda "$PY" -m pytest -q -x --durations=5
+  RCT_TEST_DEVICE=cuda "$PY" -m pytest -q -x -m "slow or not slow" --durations=5
 fi
 t1=$(date +%s)
 rm -rf "$OUT"

@@ -74,6 +74,7 @@ def test_same_seed_same_result(smoke_run, tmp_path):
     assert metrics(again) == metrics(smoke_run)
 
 
+@pytest.mark.slow
 def test_killed_mid_epoch_then_resumed_matches_uninterrupted(smoke_run, tmp_path):
     run = tmp_path / "killed"
     # smoke: 6 steps an epoch; die after step 8, in the middle of epoch 2
@@ -96,6 +97,7 @@ def test_existing_run_is_not_clobbered(smoke_run, capsys):
     assert tree_digest(smoke_run) == before
 
 
+@pytest.mark.slow
 def test_paper_layout_folder_runs(tmp_path):
     run = tmp_path / "paper-layout"
     assert main(["exp1", "--preset", "smoke", "--data", str(FIXTURE), "--out", str(run), "--quiet"]) == 0
@@ -154,6 +156,7 @@ def test_stages_run_on_their_own(tmp_path):
     assert exp1.read_config(run).finetune.epochs == 1
 
 
+@pytest.mark.slow
 def test_accelerate_launch_one_cpu_process(tmp_path):
     run = tmp_path / "acc"
     assert main(["init", "--preset", "smoke", "--out", str(run)]) == 0
@@ -175,6 +178,7 @@ def test_accelerate_launch_one_cpu_process(tmp_path):
 @pytest.mark.parametrize("overrides", [["finetune.lora_rank=4", "finetune.lr=0.01"],
                                        ["finetune.precision=\"bf16\""],
                                        ["finetune.loss_on=\"completion\""]])
+@pytest.mark.slow
 def test_finetune_options_train(tmp_path, overrides):
     run = tmp_path / "opt"
     sets = [x for o in overrides for x in ("--set", o)] + ["--set", "finetune.epochs=1"]
@@ -236,6 +240,7 @@ def test_exact_match_decision_without_generation(tiny):
     assert decide_exact_match(tiny, target, ids, eos) == (False, "")
 
 
+@pytest.mark.slow
 def test_decided_exact_match_equals_full_generation(tiny, tmp_path):
     """On a model that has learned its facts, the decided flags equal generating in full."""
     from experiments.exp1_data import Exp1DataConfig, generate_exp1

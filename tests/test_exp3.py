@@ -59,6 +59,7 @@ def test_folder_round_trip_and_errors_name_the_file_and_line(tmp_path):
         Exp3DataConfig(n_pairs=10, n_unrealized=10)
 
 
+@pytest.mark.slow
 def test_smoke_run_end_to_end_and_resume(tmp_path, capsys):
     out = tmp_path / "e3"
     text = run_exp3(preset("smoke"), out, progress=False)

@@ -41,6 +41,7 @@ def test_bad_sweeps_are_refused_by_name(grid, seeds, match):
         SweepConfig(preset("smoke"), grid, seeds)
 
 
+@pytest.mark.slow
 def test_sweep_runs_reports_and_resumes(tmp_path):
     sweep = SweepConfig(preset("smoke"), {"finetune.lr": [1e-3, 3e-3]}, [0, 1])
     out = tmp_path / "sw"
@@ -68,6 +69,7 @@ def test_sweep_runs_reports_and_resumes(tmp_path):
         run_sweep(other, out, resume=True, progress=False)
 
 
+@pytest.mark.slow
 def test_shards_split_the_cells_and_same_seed_gives_same_result(tmp_path):
     sweep = SweepConfig(preset("smoke"), {"finetune.lr": [1e-3, 3e-3], "finetune.batch_size": [4, 8]}, [0])
     out = tmp_path / "sw"
