@@ -125,7 +125,8 @@ class RunDir:
         if self.kind not in (kind, None):
             raise RunDirError(f"{self.path} holds an {self.kind} run, not {kind}; choose another --out")
         old = self.config_dict()
-        if self.manifest().get("config_hash") != config_hash(config) or old != to_dict(config):
+        recorded = self.manifest().get("config_hash")  # None in runs made before it was recorded
+        if (recorded is not None and recorded != config_hash(config)) or old != to_dict(config):
             diff = first_difference(old, to_dict(config))
             where = (f"{diff[0]}: {json.dumps(diff[1])} in the run, {json.dumps(diff[2])} now"
                      if diff else "config.json was edited since the run started")
