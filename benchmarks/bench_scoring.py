@@ -23,6 +23,7 @@ import torch
 
 from experiments.exp1_data import Exp1DataConfig, generate_exp1
 from interp import load_model, score_completions
+from interp.scoring import score_continuations
 from interp.prefix_tree import PrefixTree
 from interp.tokens import encode_pair
 
@@ -73,6 +74,20 @@ def bench(lm, name: str) -> None:
         got = [s.total for s in score_completions(lm, pairs, **kw)]
         dt = time.perf_counter() - t0
         rows.append((label, dt, max(abs(a - b) for a, b in zip(got, ref))))
+    grouped: dict[str, list[int]] = {}
+    for k, (prompt, _) in enumerate(pairs):
+        grouped.setdefault(prompt, []).append(k)
+    for bs in (32, 64):
+        t0 = time.perf_counter()
+        res = score_continuations(lm, list(grouped), [[pairs[k][1] for k in ks] for ks in grouped.values()],
+                                  batch_size=bs)
+        dt = time.perf_counter() - t0
+        got = [0.0] * len(pairs)
+        for ks, scores in zip(grouped.values(), res):
+            for k, s in zip(ks, scores):
+                got[k] = s.total
+        rows.append((f"`score_continuations` KV-cached prompts, batch_size={bs} prompts", dt,
+                     max(abs(a - b) for a, b in zip(got, ref))))
     print(f"\n### workload `{name}`: {len(pairs)} pairs, {len({p for p, _ in pairs})} distinct prompts, "
           f"{n_tokens} tokens; {n_nodes} distinct prefixes once the last token of each pair is dropped\n")
     print("| method | seconds | pairs/s | speed-up vs baseline | max abs diff vs baseline (nats) |")
