@@ -74,20 +74,6 @@ def bench(lm, name: str) -> None:
         got = [s.total for s in score_completions(lm, pairs, **kw)]
         dt = time.perf_counter() - t0
         rows.append((label, dt, max(abs(a - b) for a, b in zip(got, ref))))
-    grouped: dict[str, list[int]] = {}
-    for k, (prompt, _) in enumerate(pairs):
-        grouped.setdefault(prompt, []).append(k)
-    for bs in (32, 64):
-        t0 = time.perf_counter()
-        res = score_continuations(lm, list(grouped), [[pairs[k][1] for k in ks] for ks in grouped.values()],
-                                  batch_size=bs)
-        dt = time.perf_counter() - t0
-        got = [0.0] * len(pairs)
-        for ks, scores in zip(grouped.values(), res):
-            for k, s in zip(ks, scores):
-                got[k] = s.total
-        rows.append((f"`score_continuations` KV-cached prompts, batch_size={bs} prompts", dt,
-                     max(abs(a - b) for a, b in zip(got, ref))))
     print(f"\n### workload `{name}`: {len(pairs)} pairs, {len({p for p, _ in pairs})} distinct prompts, "
           f"{n_tokens} tokens; {n_nodes} distinct prefixes once the last token of each pair is dropped\n")
     print("| method | seconds | pairs/s | speed-up vs baseline | max abs diff vs baseline (nats) |")
@@ -99,17 +85,57 @@ def bench(lm, name: str) -> None:
     print(f"\nagreement within 1e-4: {'yes' if worst <= 1e-4 else 'NO'} (worst {worst:.1e})", flush=True)
 
 
+def engines(lm, name: str, rounds: int = 2) -> None:
+    """The two scoring engines on one workload, interleaved round by round: the prefix tree
+    (``score_completions``) and a KV cache of each prompt with every completion run on a copy
+    (``score_continuations``, as experiment 1's evaluation used it)."""
+    pairs = workload(name)
+    grouped: dict[str, list[int]] = {}
+    for k, (prompt, _) in enumerate(pairs):
+        grouped.setdefault(prompt, []).append(k)
+
+    def continuations() -> list[float]:
+        res = score_continuations(lm, list(grouped), [[pairs[k][1] for k in ks] for ks in grouped.values()],
+                                  batch_size=32)
+        got = [0.0] * len(pairs)
+        for ks, scores in zip(grouped.values(), res):
+            for k, s in zip(ks, scores):
+                got[k] = s.total
+        return got
+
+    runs = {"prefix tree (`score_completions`, batch_size=64 pairs)":
+            lambda: [s.total for s in score_completions(lm, pairs, batch_size=64)],
+            "KV-cached prompts (`score_continuations`, batch_size=32 prompts)": continuations}
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    totals: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for label, fn in runs.items():
+            t0 = time.perf_counter()
+            totals[label] = fn()
+            times[label].append(time.perf_counter() - t0)
+    a, b = totals.values()
+    print(f"\n### engines, workload `{name}`: {len(pairs)} pairs, {len(grouped)} distinct prompts; "
+          f"{rounds} rounds, interleaved\n")
+    print("| engine | seconds per round | pairs/s (best round) |")
+    print("|---|---|---|")
+    for label, ts in times.items():
+        print(f"| {label} | {', '.join(f'{t:.1f}' for t in ts)} | {len(pairs) / min(ts):.1f} |")
+    print(f"\nmax abs diff between the engines: {max(abs(x - y) for x, y in zip(a, b)):.1e} nats", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--workload", nargs="+", default=["distinct", "eval"], choices=["distinct", "eval"])
+    ap.add_argument("--engines", action="store_true",
+                    help="only compare the prefix tree with score_continuations (interleaved rounds)")
     args = ap.parse_args()
     lm = load_model(args.model)
     score_completions(lm, workload("distinct")[:8])  # warm-up
     print(f"model {args.model}, {lm.hf.dtype}, attention {lm.hf.config._attn_implementation}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name in args.workload:
-        bench(lm, name)
+        (engines if args.engines else bench)(lm, name)
 
 
 if __name__ == "__main__":
