@@ -106,20 +106,21 @@ def engines(lm, name: str, rounds: int = 2) -> None:
     runs = {"prefix tree (`score_completions`, batch_size=64 pairs)":
             lambda: [s.total for s in score_completions(lm, pairs, batch_size=64)],
             "KV-cached prompts (`score_continuations`, batch_size=32 prompts)": continuations}
-    times: dict[str, list[float]] = {k: [] for k in runs}
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in runs}
     totals: dict[str, list[float]] = {}
     for _ in range(rounds):
         for label, fn in runs.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             totals[label] = fn()
-            times[label].append(time.perf_counter() - t0)
+            times[label].append((time.perf_counter() - t0, time.process_time() - c0))
     a, b = totals.values()
     print(f"\n### engines, workload `{name}`: {len(pairs)} pairs, {len(grouped)} distinct prompts; "
-          f"{rounds} rounds, interleaved\n")
-    print("| engine | seconds per round | pairs/s (best round) |")
-    print("|---|---|---|")
+          f"{rounds} round(s), interleaved, {torch.get_num_threads()} thread(s)\n")
+    print("| engine | wall seconds per round | CPU seconds per round | pairs per CPU second (best round) |")
+    print("|---|---|---|---|")
     for label, ts in times.items():
-        print(f"| {label} | {', '.join(f'{t:.1f}' for t in ts)} | {len(pairs) / min(ts):.1f} |")
+        print(f"| {label} | {', '.join(f'{w:.1f}' for w, _ in ts)} | {', '.join(f'{c:.1f}' for _, c in ts)} | "
+              f"{len(pairs) / min(c for _, c in ts):.1f} |")
     print(f"\nmax abs diff between the engines: {max(abs(x - y) for x, y in zip(a, b)):.1e} nats", flush=True)
 
 
@@ -129,13 +130,20 @@ def main() -> None:
     ap.add_argument("--workload", nargs="+", default=["distinct", "eval"], choices=["distinct", "eval"])
     ap.add_argument("--engines", action="store_true",
                     help="only compare the prefix tree with score_continuations (interleaved rounds)")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of --engines")
+    ap.add_argument("--threads", type=int, help="torch threads (1 keeps CPU seconds meaningful on a shared machine)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     lm = load_model(args.model)
     score_completions(lm, workload("distinct")[:8])  # warm-up
     print(f"model {args.model}, {lm.hf.dtype}, attention {lm.hf.config._attn_implementation}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name in args.workload:
-        (engines if args.engines else bench)(lm, name)
+        if args.engines:
+            engines(lm, name, args.rounds)
+        else:
+            bench(lm, name)
 
 
 if __name__ == "__main__":
