@@ -23,7 +23,6 @@ import torch
 
 from experiments.exp1_data import Exp1DataConfig, generate_exp1
 from interp import load_model, score_completions
-from interp.scoring import score_continuations
 from interp.prefix_tree import PrefixTree
 from interp.tokens import encode_pair
 
@@ -85,65 +84,17 @@ def bench(lm, name: str) -> None:
     print(f"\nagreement within 1e-4: {'yes' if worst <= 1e-4 else 'NO'} (worst {worst:.1e})", flush=True)
 
 
-def engines(lm, name: str, rounds: int = 2) -> None:
-    """The two scoring engines on one workload, interleaved round by round: the prefix tree
-    (``score_completions``) and a KV cache of each prompt with every completion run on a copy
-    (``score_continuations``, as experiment 1's evaluation used it)."""
-    pairs = workload(name)
-    grouped: dict[str, list[int]] = {}
-    for k, (prompt, _) in enumerate(pairs):
-        grouped.setdefault(prompt, []).append(k)
-
-    def continuations() -> list[float]:
-        res = score_continuations(lm, list(grouped), [[pairs[k][1] for k in ks] for ks in grouped.values()],
-                                  batch_size=32)
-        got = [0.0] * len(pairs)
-        for ks, scores in zip(grouped.values(), res):
-            for k, s in zip(ks, scores):
-                got[k] = s.total
-        return got
-
-    runs = {"prefix tree (`score_completions`, batch_size=64 pairs)":
-            lambda: [s.total for s in score_completions(lm, pairs, batch_size=64)],
-            "KV-cached prompts (`score_continuations`, batch_size=32 prompts)": continuations}
-    times: dict[str, list[tuple[float, float]]] = {k: [] for k in runs}
-    totals: dict[str, list[float]] = {}
-    for _ in range(rounds):
-        for label, fn in runs.items():
-            t0, c0 = time.perf_counter(), time.process_time()
-            totals[label] = fn()
-            times[label].append((time.perf_counter() - t0, time.process_time() - c0))
-    a, b = totals.values()
-    print(f"\n### engines, workload `{name}`: {len(pairs)} pairs, {len(grouped)} distinct prompts; "
-          f"{rounds} round(s), interleaved, {torch.get_num_threads()} thread(s)\n")
-    print("| engine | wall seconds per round | CPU seconds per round | pairs per CPU second (best round) |")
-    print("|---|---|---|---|")
-    for label, ts in times.items():
-        print(f"| {label} | {', '.join(f'{w:.1f}' for w, _ in ts)} | {', '.join(f'{c:.1f}' for _, c in ts)} | "
-              f"{len(pairs) / min(c for _, c in ts):.1f} |")
-    print(f"\nmax abs diff between the engines: {max(abs(x - y) for x, y in zip(a, b)):.1e} nats", flush=True)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--workload", nargs="+", default=["distinct", "eval"], choices=["distinct", "eval"])
-    ap.add_argument("--engines", action="store_true",
-                    help="only compare the prefix tree with score_continuations (interleaved rounds)")
-    ap.add_argument("--rounds", type=int, default=2, help="rounds of --engines")
-    ap.add_argument("--threads", type=int, help="torch threads (1 keeps CPU seconds meaningful on a shared machine)")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     lm = load_model(args.model)
     score_completions(lm, workload("distinct")[:8])  # warm-up
     print(f"model {args.model}, {lm.hf.dtype}, attention {lm.hf.config._attn_implementation}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name in args.workload:
-        if args.engines:
-            engines(lm, name, args.rounds)
-        else:
-            bench(lm, name)
+        bench(lm, name)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""The shared layer under the experiments; it imports no experiment."""
