@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 
 from experiments.exp1_data import Exp1DataConfig, generate_exp1, load_exp1
-from experiments.exp1_eval import EvalConfig, evaluate_exp1, exact_match
+from experiments.core.evaluate import exact_match
+from experiments.exp1_eval import EvalConfig, evaluate_exp1
 from interp import load_model
 from interp.tokens import encode_pair, encode_prompt
 

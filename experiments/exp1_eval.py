@@ -1,15 +1,16 @@
 """Experiment 1 evaluation: exact match, log-probs, and the correct-vs-random name test.
 
-For every evaluated test file (subset x direction):
+Every test prompt is an item of the shared evaluator (:mod:`experiments.core.evaluate`); this
+module declares the items and the metrics. For every evaluated test file (subset x direction):
 
 - exact match as the paper defines it: the stripped, lower-cased greedy output starts with
   the stripped, lower-cased target. Decided from the teacher-forced scoring pass where
-  possible (greedy decoding follows the target exactly as long as the argmax equals the next
-  target token), with real greedy generation for the rest; the result is the same as
-  generating every prompt (``EvalConfig(full_generations=True)``; tested);
+  possible, with real greedy generation for the rest; the result is the same as generating
+  every prompt (``EvalConfig(full_generations=True)``; tested);
 - the target's log-prob (summed over its tokens, and per token);
 - where the target is a name, the log-prob of a random *other trained name of the same
-  subset*, one per fact (seeded, so the base and finetuned models see the same control), and
+  subset*, one per fact (seeded, so the base and finetuned models see the same control;
+  :mod:`experiments.core.controls`), and
   a paired t-test and KS test over facts (each fact's prompts averaged first).
 
 Example::
@@ -22,16 +23,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from experiments.core.config import ConfigMixin
 from analysis.stats import paired_tests, per_group_means
+from experiments.core.controls import draw_controls
+from experiments.core.evaluate import Item, evaluate
 from interp.fileio import write_json, write_jsonl
-from interp.generate import greedy_generate
-from interp.scoring import score_continuations
 
 if TYPE_CHECKING:
     from experiments.exp1_data import Exp1Dataset
@@ -54,8 +54,9 @@ class EvalConfig(ConfigMixin):
         extra_tokens: tokens generated beyond the target's own length, where generation runs.
         full_generations: generate every prompt's greedy continuation in full (slower; the
             metrics are the same, records then hold whole generations). By default the
-            teacher-forced scoring pass decides exact match (see :func:`decide_exact_match`)
-            and only undecided prompts are generated.
+            teacher-forced scoring pass decides exact match (see
+            :func:`experiments.core.evaluate.decide_exact_match`) and only undecided prompts
+            are generated.
         random_control: score a random other trained name for every name target (the
             correct-vs-random test); off scores the target only.
         seed: seed of the random-name control.
@@ -79,57 +80,21 @@ class EvalConfig(ConfigMixin):
             raise ValueError(f"EvalConfig: unknown files {unknown}; known: {list(CELLS)}")
 
 
-def exact_match(generated: str, target: str) -> bool:
-    """The paper's exact match: stripped, lower-cased output starts with the stripped,
-    lower-cased target."""
-    return generated.strip().lower().startswith(target.strip().lower())
-
-
-def decide_exact_match(lm: LoadedModel, target: str, target_ids: Sequence[int],
-                       greedy_ids: Sequence[int]) -> tuple[bool | None, str]:
-    """Exact match from one teacher-forced pass, without generating.
-
-    ``greedy_ids[j]`` is the argmax after the prompt and the first ``j`` target tokens. Greedy
-    decoding follows the target up to the first position where the argmax differs; the text
-    decoded up to and including that token either already rules the match out, or (when it is
-    still a prefix of the target, e.g. another tokenisation of it) leaves it undecided (None),
-    for real generation to settle. Returns (decision, the greedy text seen so far).
-    """
-    want = target.strip().lower()
-    eos = lm.tokenizer.eos_token_id
-    for j, (t, g) in enumerate(zip(target_ids, greedy_ids)):
-        if g == t:
-            continue
-        if g == eos:  # generation would stop here
-            text = lm.tokenizer.decode(list(target_ids[:j]))
-            return exact_match(text, target), text
-        text = lm.tokenizer.decode(list(target_ids[:j]) + [g])
-        seen = text.lstrip().lower()
-        if seen.startswith(want):
-            return True, text
-        return (None if want.startswith(seen) else False), text
-    return True, lm.tokenizer.decode(list(target_ids))
-
-
 def random_other_names(dataset: Exp1Dataset, subset: str, seed: int) -> dict[int, str]:
-    """One other trained name of the same subset per fact (seeded)."""
+    """One other trained name of the same subset per fact (seeded; see
+    :func:`experiments.core.controls.draw_controls`)."""
     facts = sorted((f for f in dataset.facts if f.subset == subset), key=lambda f: f.fact_id)
-    rng = random.Random(f"{seed}-{subset}")
-    out = {}
-    for f in facts:
-        others = [g.name for g in facts if g.name != f.name]
-        if not others:
-            raise ValueError(f"random-name control needs 2+ facts in subset {subset!r}")
-        out[f.fact_id] = rng.choice(others)
-    return out
+    names = [f.name for f in facts]
+    drawn = draw_controls([(names, {f.name}) for f in facts], f"{seed}-{subset}")
+    if None in drawn:
+        raise ValueError(f"random-name control needs 2+ facts in subset {subset!r}")
+    return {f.fact_id: name for f, name in zip(facts, drawn)}
 
 
-def evaluate_exp1(
-    lm: LoadedModel, dataset: Exp1Dataset, cfg: EvalConfig, out_dir: Path, progress: bool = True
-) -> dict[str, Any]:
-    """Evaluate every configured test file; writes ``records.jsonl`` and ``metrics.json``
-    into ``out_dir`` and returns the metrics."""
-    items: list[dict[str, Any]] = []
+def exp1_items(dataset: Exp1Dataset, cfg: EvalConfig) -> list[dict[str, Any]]:
+    """One record per test prompt of the configured files: where it comes from, its prompt and
+    target, and the random other name scored as its control (name targets only)."""
+    records: list[dict[str, Any]] = []
     for stem in cfg.files:
         if stem not in dataset.files:
             continue
@@ -137,38 +102,37 @@ def evaluate_exp1(
         control = random_other_names(dataset, subset, cfg.seed) \
             if kind == "name" and cfg.random_control else {}
         for ex in dataset.files[stem]:
-            items.append({
+            records.append({
                 "file": stem, "line": ex.line, "fact_id": ex.fact_id, "subset": subset,
                 "direction": direction, "target_kind": kind, "prompt": ex.prompt,
                 "target": ex.completion,
                 "random_name": control.get(ex.fact_id),
             })
-    if not items:
+    if not records:
         raise ValueError(f"no evaluation files found; expected some of {list(cfg.files)}")
-    conts = [[it["target"]] + ([" " + it["random_name"]] if it["random_name"] else []) for it in items]
-    scores = score_continuations(lm, [it["prompt"] for it in items], conts,
-                                 batch_size=cfg.batch_size, progress=progress)
-    undecided = []
-    for i, (it, sc) in enumerate(zip(items, scores)):
-        target = sc[0]
-        it.update(target_logprob=target.total, target_logprob_per_token=target.total / len(target.token_ids),
-                  n_target_tokens=len(target.token_ids))
-        if len(sc) > 1:
-            it["random_logprob"] = sc[1].total
-        exact, seen = decide_exact_match(lm, it["target"], target.token_ids, target.greedy_ids)
-        it.update(exact=exact, generation=seen, generation_kind="until_decided")
-        if exact is None or cfg.full_generations:
-            undecided.append(i)
-    if undecided:  # greedy decoding proper, for the rare undecided prompts (or all, if asked)
-        limits = [items[i]["n_target_tokens"] + cfg.extra_tokens for i in undecided]
-        gens = greedy_generate(lm, [items[i]["prompt"] for i in undecided], max_new_tokens=limits,
-                               batch_size=cfg.batch_size, progress=progress)
-        for i, gen in zip(undecided, gens):
-            items[i].update(exact=exact_match(gen.text, items[i]["target"]), generation=gen.text,
-                            generation_kind="full")
-    metrics = summarise(items)
+    return records
+
+
+def evaluate_exp1(
+    lm: LoadedModel, dataset: Exp1Dataset, cfg: EvalConfig, out_dir: Path, progress: bool = True
+) -> dict[str, Any]:
+    """Evaluate every configured test file; writes ``records.jsonl`` and ``metrics.json``
+    into ``out_dir`` and returns the metrics."""
+    records = exp1_items(dataset, cfg)
+    items = [Item(r["prompt"], r["target"], (" " + r["random_name"],) if r["random_name"] else ())
+             for r in records]
+    results = evaluate(lm, items, batch_size=cfg.batch_size, generate_all=cfg.full_generations,
+                       extra_tokens=cfg.extra_tokens, progress=progress)
+    for r, res in zip(records, results):
+        r.update(target_logprob=res.logprob, target_logprob_per_token=res.logprob / res.n_tokens,
+                 n_target_tokens=res.n_tokens)
+        if res.control_logprobs:
+            r["random_logprob"] = res.control_logprobs[0]
+        r.update(exact=res.exact, generation=res.greedy_text,
+                 generation_kind="until_decided" if res.generation is None else "full")
+    metrics = summarise(records)
     out_dir = Path(out_dir)
-    write_jsonl(out_dir / "records.jsonl", items)
+    write_jsonl(out_dir / "records.jsonl", records)
     write_json(out_dir / "metrics.json", metrics)
     return metrics
 

@@ -15,8 +15,8 @@ A run directory holds::
     metrics.json, exp2.md        per-query summaries and the paired parent-vs-child comparison
     figure5.png, figure5.svg     the Figure 5 analog
 
-Every prompt shares the few-shot header, so scoring computes it once per batch
-(:func:`interp.score_completions` packs shared prefixes).
+The queries are items of the shared evaluator (:mod:`experiments.core.evaluate`); every
+prompt shares the few-shot header, which its scoring computes once per batch.
 
 Example::
 
@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from experiments.core.config import ConfigMixin
+from experiments.core.controls import draw_controls
+from experiments.core.evaluate import Item, evaluate
 from experiments.exp2_data import ParentChildPair, load_pairs
 from interp.fileio import write_json, write_jsonl, write_text
 from interp.models import ModelOptions
@@ -107,52 +109,46 @@ class Exp2Config(ConfigMixin):
 def control_names(pairs: list[ParentChildPair], seed: int) -> list[tuple[str | None, str | None]]:
     """Per pair, a random wrong answer for each query: another pair's parent of the same
     type (parent query) and another pair's child (child query), never a name that answers
-    the same question correctly (a sibling, for instance). None when no such name exists."""
-    import random
-
-    rng = random.Random(seed)
+    the same question correctly (a sibling, for instance). None when no such name exists.
+    Drawn by :func:`experiments.core.controls.draw_controls`, parent then child per pair."""
     parents_of: dict[tuple[str, str], set[str]] = {}
     children_of: dict[str, set[str]] = {}
     for p in pairs:
         parents_of.setdefault((p.child, p.parent_type), set()).add(p.parent)
         children_of.setdefault(p.parent, set()).add(p.child)
-    out = []
+    parents_by_type = {t: sorted({q.parent for q in pairs if q.parent_type == t})
+                       for t in {p.parent_type for p in pairs}}
+    children = sorted({q.child for q in pairs})
+    requests = []
     for p in pairs:
-        wrong_parents = sorted({q.parent for q in pairs if q.parent_type == p.parent_type}
-                               - parents_of[(p.child, p.parent_type)] - {p.child})
-        wrong_children = sorted({q.child for q in pairs} - children_of[p.parent] - {p.parent})
-        out.append((rng.choice(wrong_parents) if wrong_parents else None,
-                    rng.choice(wrong_children) if wrong_children else None))
-    return out
+        requests.append((parents_by_type[p.parent_type], parents_of[(p.child, p.parent_type)] | {p.child}))
+        requests.append((children, children_of[p.parent] | {p.parent}))
+    drawn = draw_controls(requests, seed)
+    return list(zip(drawn[::2], drawn[1::2]))
 
 
 def evaluate_exp2(lm: Any, pairs: list[ParentChildPair], cfg: Exp2Config, progress: bool = True) -> list[dict[str, Any]]:
-    """One record per (pair, query): log-prob and probability of the correct name, exact match,
-    and the log-prob of a random wrong name of the same role (the control)."""
-    from experiments.matching import score_and_match
-    from interp import score_completions
-
-    items = []
+    """One record per (pair, query): log-prob and probability of the correct name, exact match
+    (greedy output starts with the name; generation stops at a newline), and the log-prob of a
+    random wrong name of the same role (the control)."""
+    records = []
     for i, (pair, (wrong_parent, wrong_child)) in enumerate(zip(pairs, control_names(pairs, cfg.seed))):
-        items.append({"pair": i, "query": "parent", "question": parent_question(pair), "target": pair.parent,
-                      "control": wrong_parent})
-        items.append({"pair": i, "query": "child", "question": child_question(pair), "target": pair.child,
-                      "control": wrong_child})
-    prompts = [build_prompt(it["question"]) for it in items]
-    rows = score_and_match(lm, prompts, [it["target"] for it in items], cfg.batch_size, cfg.extra_tokens,
-                           progress=progress)
-    with_control = [k for k, it in enumerate(items) if it["control"] is not None]
-    controls = score_completions(lm, [(prompts[k], " " + items[k]["control"]) for k in with_control],
-                                 batch_size=cfg.batch_size)
-    for it, row in zip(items, rows):
-        it.update(row, prob=math.exp(row["logprob"]), control_logprob=None)
-    for k, s in zip(with_control, controls):
-        items[k]["control_logprob"] = s.total
-    for it in items:
-        pair = pairs[it["pair"]]
-        it.update(child=pair.child, parent=pair.parent, parent_type=pair.parent_type,
-                  can_reverse=pair.can_reverse, shares_name=shares_name(pair))
-    return items
+        records.append({"pair": i, "query": "parent", "question": parent_question(pair), "target": pair.parent,
+                        "control": wrong_parent})
+        records.append({"pair": i, "query": "child", "question": child_question(pair), "target": pair.child,
+                        "control": wrong_child})
+    items = [Item(build_prompt(r["question"]), " " + r["target"],
+                  (" " + r["control"],) if r["control"] is not None else ()) for r in records]
+    results = evaluate(lm, items, batch_size=cfg.batch_size, extra_tokens=cfg.extra_tokens, stop_strings=("\n",),
+                       progress=progress)
+    for r, res in zip(records, results):
+        pair = pairs[r["pair"]]
+        r.update(logprob=res.logprob, n_tokens=res.n_tokens, exact=res.exact, greedy_text=res.greedy_text,
+                 prob=math.exp(res.logprob),
+                 control_logprob=res.control_logprobs[0] if res.control_logprobs else None,
+                 child=pair.child, parent=pair.parent, parent_type=pair.parent_type,
+                 can_reverse=pair.can_reverse, shares_name=shares_name(pair))
+    return records
 
 
 def summarise_exp2(records: list[dict[str, Any]]) -> dict[str, Any]:

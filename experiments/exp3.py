@@ -28,6 +28,8 @@ from typing import Any
 
 from experiments.core.config import ConfigMixin, load_preset
 from experiments.core.rundir import RunDir
+from experiments.core.controls import draw_controls
+from experiments.core.evaluate import Item, evaluate, exact_match
 from experiments.exp3_data import CATEGORIES, ORDERS, Exp3DataConfig, generate_exp3, load_exp3, write_exp3
 from experiments.finetune import FinetuneConfig
 from interp.fileio import write_json, write_jsonl, write_text
@@ -68,37 +70,33 @@ def preset(name: str) -> Exp3Config:
     return load_preset(Exp3Config, "exp3", name)
 
 
+def control_answer(row: dict[str, Any], pair: dict[str, Any] | None, seed: int) -> str | None:
+    """Another answer of the question's category, drawn per question (seeded by the data seed
+    and the question's id); None where the row has no known pair."""
+    if pair is None:
+        return None
+    return draw_controls([(CATEGORIES.get(pair["category"], ()), {pair["answer"]})], seed * 1_000_003 + row["ids"])[0]
+
+
 def evaluate_exp3(lm: Any, rows: list[dict[str, Any]], pairs_by_id: dict[int, dict[str, Any]],
                   cfg: Exp3Config) -> list[dict[str, Any]]:
-    """Greedy answer, exact match, whether the answer is a plausible one (any answer of the
-    question's category) and the log-prob of the correct answer, per test row."""
-    from experiments.exp1_eval import exact_match
-    from interp import greedy_generate, score_completions
-
-    import random
-
-    prompts = [r["prompt"] for r in rows]
-    gens = greedy_generate(lm, prompts, cfg.max_new_tokens, stop_strings=["\n", " Q:"], batch_size=cfg.batch_size)
-    scores = score_completions(lm, [(r["prompt"], r["completion"]) for r in rows], batch_size=cfg.batch_size)
-    # control: another answer of the same category, drawn per question with a fixed seed
-    controls: list[str | None] = []
-    for r in rows:
-        pair = pairs_by_id.get(r["ids"] if isinstance(r["ids"], int) else -1)
-        others = [o for o in CATEGORIES.get(pair["category"], ()) if o != pair["answer"]] if pair else []
-        controls.append(random.Random(cfg.data.seed * 1_000_003 + r["ids"]).choice(others) if others else None)
-    with_control = [k for k, c in enumerate(controls) if c is not None]
-    control_scores = score_completions(lm, [(prompts[k], " " + controls[k]) for k in with_control],
-                                       batch_size=cfg.batch_size)
-    control_lp: dict[int, float] = {k: s.total for k, s in zip(with_control, control_scores)}
+    """Greedy answer (every question is generated, up to ``max_new_tokens``, stopping at a newline
+    or the next "Q:"), exact match, whether the answer is a plausible one (any answer of the
+    question's category) and the log-prob of the correct answer and of a control answer, per
+    test row."""
+    found = [pairs_by_id.get(r["ids"] if isinstance(r["ids"], int) else -1) for r in rows]
+    controls = [control_answer(r, pair, cfg.data.seed) for r, pair in zip(rows, found)]
+    items = [Item(r["prompt"], r["completion"], (" " + c,) if c is not None else ()) for r, c in zip(rows, controls)]
+    results = evaluate(lm, items, batch_size=cfg.batch_size, generate_all=True, max_new_tokens=cfg.max_new_tokens,
+                       stop_strings=("\n", " Q:"))
     out = []
-    for k, (r, g, s) in enumerate(zip(rows, gens, scores)):
-        target = r["completion"].strip()
-        pair = pairs_by_id.get(r["ids"] if isinstance(r["ids"], int) else -1)
+    for r, pair, control, res in zip(rows, found, controls, results):
         options = CATEGORIES.get(pair["category"], ()) if pair else ()
-        out.append({"id": r["ids"], "prompt": r["prompt"], "target": target, "generated": g.text,
-                    "exact": exact_match(g.text, target),
-                    "plausible": any(exact_match(g.text, o) for o in options) if options else None,
-                    "logprob": s.total, "control": controls[k], "control_logprob": control_lp.get(k)})
+        out.append({"id": r["ids"], "prompt": r["prompt"], "target": r["completion"].strip(),
+                    "generated": res.generation, "exact": res.exact,
+                    "plausible": any(exact_match(res.generation, o) for o in options) if options else None,
+                    "logprob": res.logprob, "control": control,
+                    "control_logprob": res.control_logprobs[0] if res.control_logprobs else None})
     return out
 
 

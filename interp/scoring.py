@@ -1,7 +1,9 @@
 """Log-probabilities of completions given prompts, batched.
 
 ``score_completions(lm, [(prompt, completion), ...])`` returns, per pair, the summed and the
-per-token log-probs of the completion tokens (tokenised by :mod:`interp.tokens`). Pairs are
+per-token log-probs of the completion tokens (tokenised by :mod:`interp.tokens`), the tokens,
+and the teacher-forced argmax at each of their positions (``is_greedy``: greedy decoding
+produces the completion). It is the toolkit's one scoring engine. Pairs are
 packed into prefix trees, so that a prefix shared by several pairs (one prompt with several
 completions, prompts from one template) is computed once (:mod:`interp.prefix_tree`; models
 without support get right-padded batches instead). Only the completion positions go through
@@ -11,19 +13,18 @@ fp32; tested).
 Example::
 
     s = score_completions(lm, [("The capital of France is", " Paris")])[0]
-    s.total, s.token_logprobs
+    s.total, s.token_logprobs, s.is_greedy
 """
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from interp.tokens import encode_completion, encode_pair, encode_prompt, pad_batch, pad_id
+from interp.tokens import encode_pair, pad_batch, pad_id
 
 if TYPE_CHECKING:
     from interp.models import LoadedModel
@@ -33,13 +34,18 @@ if TYPE_CHECKING:
 class CompletionScore:
     total: float  # sum of the completion tokens' log-probs (nats)
     token_logprobs: tuple[float, ...]
-    # argmax at each completion position (teacher forced): greedy decoding reproduces the
-    # completion's tokens exactly when these equal them
-    greedy_ids: tuple[int, ...] = ()
+    token_ids: tuple[int, ...]  # the completion's tokens
+    greedy_ids: tuple[int, ...]  # argmax at each completion position (teacher forced)
 
     @property
     def mean(self) -> float:
         return self.total / len(self.token_logprobs)
+
+    @property
+    def is_greedy(self) -> bool:
+        """Whether greedy decoding after the prompt produces exactly the completion's tokens
+        (lm-evaluation-harness's ``is_greedy``)."""
+        return self.greedy_ids == self.token_ids
 
 
 def hidden_and_head(lm: LoadedModel) -> tuple[torch.nn.Module, torch.nn.Module] | None:
@@ -103,7 +109,7 @@ def score_completions(
         for i in idx:
             n = len(encoded[i][1])
             vals = tuple(token_lp[k : k + n])
-            out[i] = CompletionScore(sum(vals), vals, tuple(greedy[k : k + n]))
+            out[i] = CompletionScore(sum(vals), vals, tuple(encoded[i][1]), tuple(greedy[k : k + n]))
             k += n
         bar.update(len(idx))
     bar.close()
@@ -166,82 +172,3 @@ def _score_tree(lm, encoded, batch_size):
             targets += c
         hidden = tree_forward(body, lm.hf, tree)
         yield idx, _gather_targets(head(hidden[torch.tensor(nodes, device=hidden.device)]), targets)
-
-
-@dataclass(frozen=True)
-class ContinuationScore:
-    total: float  # summed log-prob of the continuation's tokens (nats)
-    token_logprobs: tuple[float, ...]
-    token_ids: tuple[int, ...]  # the continuation's tokens
-    greedy_ids: tuple[int, ...]  # argmax at each of those positions (teacher forced)
-
-
-def _cache_of(out: Any) -> Any:
-    return getattr(out, "cache", None) or getattr(out, "past_key_values", None)
-
-
-@torch.no_grad()
-def score_continuations(
-    lm: LoadedModel,
-    prompts: Sequence[str],
-    continuations: Sequence[Sequence[str]],
-    batch_size: int = 32,
-    progress: bool = False,
-) -> list[list[ContinuationScore]]:
-    """Score several continuations of each prompt, running each prompt only once.
-
-    The prompts of a batch are left-padded and run with a KV cache; every continuation is
-    then run on a copy of that cache. Besides the log-probs, each result carries the greedy
-    (argmax) token at every continuation position, so "does greedy decoding reproduce this
-    continuation?" needs no generation. Agrees with :func:`score_completions` within 1e-4
-    in fp32 (tested).
-
-    Args:
-        continuations: per prompt, the completions to score (each usually starts with a space).
-    """
-    if len(prompts) != len(continuations):
-        raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuation lists")
-    import copy
-
-    enc_p = [encode_prompt(lm, p) for p in prompts]
-    enc_c = [[encode_completion(lm, c) for c in cs] for cs in continuations]
-    order = sorted(range(len(prompts)), key=lambda i: len(enc_p[i]))
-    out: list[list[ContinuationScore]] = [[] for _ in prompts]
-    device, pad = lm.device, pad_id(lm)
-    cache_kw = "cache" if "cache" in inspect.signature(lm.hf.forward).parameters else "past_key_values"
-    bar = tqdm(total=len(prompts), desc="scoring", disable=not progress, unit="prompt")
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        ids, mask, pos = pad_batch([enc_p[i] for i in idx], pad, "left", device)
-        first = lm.hf(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
-                      logits_to_keep=1) if _keeps_logits(lm) else \
-            lm.hf(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
-        cache = _cache_of(first)
-        last_logp = torch.log_softmax(first.logits[:, -1].float(), -1)  # [batch, vocab]
-        next_pos = pos[:, -1:] + 1  # [batch, 1]
-        n_cont = max(len(enc_c[i]) for i in idx)
-        for k in range(n_cont):
-            conts = [enc_c[i][k] if k < len(enc_c[i]) else enc_c[i][0] for i in idx]
-            c_ids, c_mask, _ = pad_batch(conts, pad, "right", device)
-            width = c_ids.shape[1]
-            kv = cache if k == n_cont - 1 else copy.deepcopy(cache)
-            res = lm.hf(input_ids=c_ids, attention_mask=torch.cat([mask, c_mask], 1),
-                        position_ids=next_pos + torch.arange(width, device=device), use_cache=True,
-                        **{cache_kw: kv})
-            logp = torch.log_softmax(res.logits.float(), -1)  # [batch, width, vocab]
-            # position j of a continuation is predicted by the prompt's end (j=0) or token j-1
-            logp = torch.cat([last_logp[:, None], logp[:, :-1]], 1)
-            greedy = logp.argmax(-1).tolist()
-            tok_lp = logp.gather(-1, c_ids[..., None])[..., 0].tolist()
-            for r, i in enumerate(idx):
-                if k < len(enc_c[i]):
-                    n = len(conts[r])
-                    vals = tuple(tok_lp[r][:n])
-                    out[i].append(ContinuationScore(sum(vals), vals, tuple(conts[r]), tuple(greedy[r][:n])))
-        bar.update(len(idx))
-    bar.close()
-    return out
-
-
-def _keeps_logits(lm: LoadedModel) -> bool:
-    return "logits_to_keep" in inspect.signature(lm.hf.forward).parameters

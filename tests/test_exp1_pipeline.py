@@ -14,7 +14,6 @@ import pytest
 
 from experiments import exp1
 from experiments.cli import main
-from experiments.exp1_eval import exact_match
 from experiments.finetune import FinetuneConfig, encode_documents
 from interp import load_model
 
@@ -217,27 +216,6 @@ def test_config_round_trip_and_overrides():
         FinetuneConfig(precision="fp8")
     with pytest.raises(ValueError, match="unknown exp1 preset 'cpu-lng'.*did you mean 'cpu-long'"):
         exp1.preset("cpu-lng")
-
-
-def test_exact_match_definition():
-    assert exact_match("  Orla Quillmere, the composer", " orla quillmere")
-    assert not exact_match(" Orla", " Orla Quillmere")
-
-
-def test_exact_match_decision_without_generation(tiny):
-    from experiments.exp1_eval import decide_exact_match
-
-    target = " Orla Quillmere"
-    ids = tiny.tokenizer(target, add_special_tokens=False)["input_ids"]
-    assert decide_exact_match(tiny, target, ids, ids) == (True, target)
-    wrong = list(ids)
-    wrong[3] = tiny.tokenizer("x", add_special_tokens=False)["input_ids"][0]
-    assert decide_exact_match(tiny, target, ids, wrong) == (False, " Orx")
-    # greedy emits a newline first: after stripping, the text so far is still a prefix
-    newline = tiny.tokenizer("\n", add_special_tokens=False)["input_ids"][0]
-    assert decide_exact_match(tiny, target, ids, [newline] + ids[1:])[0] is None
-    eos = [tiny.tokenizer.eos_token_id] + ids[1:]
-    assert decide_exact_match(tiny, target, ids, eos) == (False, "")
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from experiments.core.evaluate import exact_match
 from experiments.core.rundir import RunDirError
 
 from experiments.cli import main as rct
@@ -87,7 +88,8 @@ def test_evaluation_records_and_summary(tiny):
                             share_prefixes=False)
     for r, s in zip(records, ref):
         assert r["logprob"] == pytest.approx(s.total, abs=1e-4)
-        assert r["exact"] in (True, False)
+        # the exact-match flag agrees with the greedy text that decided it
+        assert r["exact"] == exact_match(r["greedy_text"], r["target"])
     m = summarise_exp2(records)
     assert m["queries"]["parent"]["n"] == 6 and m["parent_vs_child"]["n_pairs"] == 6
     assert m["queries"]["child"]["correct_vs_random"]["n"] == 6

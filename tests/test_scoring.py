@@ -55,21 +55,12 @@ def test_empty_completion_is_an_error(tiny):
         score_completions(tiny, [("prompt", "")])
 
 
-def test_shared_prompt_scores_match_plain_scoring(tiny):
-    from interp.scoring import score_continuations
-
+def test_completions_sharing_a_prompt_score_as_alone(tiny):
     prompts = [p for p, _ in PAIRS[:5]]
-    conts = [[c, " Orla Quillmere"] for _, c in PAIRS[:5]]
-    conts[1] = [PAIRS[1][1]]  # prompts may have different numbers of continuations
-    got = score_continuations(tiny, prompts, conts, batch_size=2)
-    for p, cs, scores in zip(prompts, conts, got):
-        assert len(scores) == len(cs)
-        plain = score_completions(tiny, [(p, c) for c in cs])
-        for s, ref in zip(scores, plain):
-            assert s.total == pytest.approx(ref.total, abs=1e-4)
-            assert list(s.token_logprobs) == pytest.approx(list(ref.token_logprobs), abs=1e-4)
-            # greedy ids are the argmax of the full teacher-forced forward
-            pids, cids = encode_pair(tiny, p, cs[scores.index(s)])
-            with torch.no_grad():
-                logits = tiny.hf(torch.tensor([pids + cids])).logits[0]
-            assert list(s.greedy_ids) == logits[len(pids) - 1 : -1].argmax(-1).tolist()
+    pairs = [(p, c) for p, (_, own) in zip(prompts, PAIRS[:5]) for c in (own, " Orla Quillmere")]
+    together = score_completions(tiny, pairs, batch_size=4)
+    for (p, c), s in zip(pairs, together):
+        alone = score_completions(tiny, [(p, c)])[0]
+        assert s.total == pytest.approx(alone.total, abs=1e-4)
+        assert s.token_ids == alone.token_ids == tuple(encode_pair(tiny, p, c)[1])
+        assert s.greedy_ids == alone.greedy_ids
