@@ -1,10 +1,10 @@
 """Look inside a finetuned model: where is forward recall written, and reverse?
 
 :func:`inside_analysis` takes the finetuned and the base model and an experiment 1 dataset
-(anything with ``facts`` and ``files`` shaped like :class:`experiments.exp1_data.Exp1Dataset`),
+(anything with ``facts`` and ``files`` shaped like :class:`experiments.exp1.data.Exp1Dataset`),
 and writes into ``out``: figures (PNG + SVG), offline HTML pages, ``summary.json`` and
 ``summary.md`` (atomic writes). Loading these from a run directory is the experiment's job
-(``rct analyse RUN``, :func:`experiments.analyse.run_inside_analysis`).
+(``rct analyse RUN``, :func:`experiments.exp1.analyse.run_inside_analysis`).
 
 The comparison holds the prompt form fixed: description prompt -> name, asked of
 DescriptionToName facts (forward: ``d2p_prompts_test``) and of NameToDescription facts

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-from experiments.exp1_data import Exp1DataConfig, generate_exp1, load_exp1
+from experiments.exp1.data import Exp1DataConfig, generate_exp1, load_exp1
 from experiments.core.evaluate import exact_match
-from experiments.exp1_eval import EvalConfig, evaluate_exp1
+from experiments.exp1.evaluate import EvalConfig, evaluate_exp1
 from interp import load_model
 from interp.tokens import encode_pair, encode_prompt
 

@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from experiments.exp1_data import Exp1DataConfig, generate_exp1
+from experiments.exp1.data import Exp1DataConfig, generate_exp1
 from interp import load_model, score_completions
 from interp.prefix_tree import PrefixTree
 from interp.tokens import encode_pair

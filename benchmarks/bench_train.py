@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from experiments.exp1_data import Exp1DataConfig, generate_exp1
+from experiments.exp1.data import Exp1DataConfig, generate_exp1
 from experiments.finetune import FinetuneConfig, batch_order, encode_documents, finetune, padded_fraction
 from interp import load_model
 from interp.tokens import pad_batch, pad_id

@@ -151,7 +151,7 @@ def cmd_exp3(args: argparse.Namespace) -> int:
 
 
 def cmd_analyse(args: argparse.Namespace) -> int:
-    from experiments.analyse import main as analyse_main
+    from experiments.exp1.analyse import main as analyse_main
     from experiments.core.rundir import RunDir
 
     RunDir.existing(args.run, "exp1")  # a file or a non-run: one line

@@ -37,7 +37,7 @@ from experiments import exp1
 from experiments.core.config import ConfigMixin, build
 from experiments.core.environment import environment, resolved_compute
 from experiments.core.rundir import RunDir
-from experiments.exp1_eval import evaluate_exp1
+from experiments.exp1.evaluate import evaluate_exp1
 from interp.fileio import write_json
 
 SEED_KEY = "finetune.seed"
@@ -149,7 +149,7 @@ def run_sweep(sweep: SweepConfig, sweep_dir: Path, resume: bool = False,
     todo = _parse_shard(shard, len(cells))
     with run.stage("generate") as info:
         if info is not None and sweep.shared_data and not sweep.base.data_dir:
-            from experiments.exp1_data import generate_exp1, write_exp1
+            from experiments.exp1.data import generate_exp1, write_exp1
 
             write_exp1(generate_exp1(sweep.base.data), sweep_dir / "data")
     if evaluate_base and sweep.shared_base:
@@ -178,7 +178,7 @@ def run_sweep(sweep: SweepConfig, sweep_dir: Path, resume: bool = False,
 
 def collect(sweep_dir: Path) -> dict[str, Any]:
     """Every finished cell's finetuned metrics, keyed by cell name, plus the base metrics."""
-    from experiments.exp1_eval import load_metrics
+    from experiments.exp1.evaluate import load_metrics
 
     sweep_dir = Path(sweep_dir)
     sweep = read_sweep(sweep_dir)

@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 
 from analysis.figures import save
 from analysis.fmt import pct, pvalue
-from experiments.exp1_eval import CELLS, SUBSET_TITLES
+from experiments.exp1.evaluate import CELLS, SUBSET_TITLES
 from interp.fileio import write_json, write_text
 
 # (file stem, short label) in display order

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments import exp1  # noqa: E402
+from experiments.exp1 import run as exp1_run  # noqa: E402
 from experiments import finetune as ft  # noqa: E402
 from experiments.cli import main  # noqa: E402
 
@@ -32,7 +32,7 @@ def _finetune_with_fault(*args, **kwargs):
     return ft.finetune(*args, on_step=_die, **kwargs)
 
 
-exp1.finetune = _finetune_with_fault
+exp1_run.finetune = _finetune_with_fault
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[2:]))

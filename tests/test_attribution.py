@@ -82,7 +82,7 @@ def make_fake_run(root, n_facts: int = 3):
     """An experiment 1 run directory with a tiny base model and a perturbed "finetuned" copy."""
     import json
 
-    from experiments.exp1_data import Exp1DataConfig, generate_exp1, write_exp1
+    from experiments.exp1.data import Exp1DataConfig, generate_exp1, write_exp1
     from interp.models import save_model
 
     spec = "tiny:n_layers=2,d_model=64"
@@ -102,7 +102,7 @@ def make_fake_run(root, n_facts: int = 3):
 def test_inside_analysis_on_fake_run(tmp_path) -> None:
     import json
 
-    from experiments.analyse import main
+    from experiments.exp1.analyse import main
 
     run = make_fake_run(tmp_path / "run")
     assert main([str(run), "--prompts-per-fact", "2", "--quiet"]) == 0

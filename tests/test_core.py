@@ -216,7 +216,7 @@ def test_only_user_errors_become_one_line(tmp_path, capsys, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("a bug, not a user error")
 
-    monkeypatch.setattr(exp1, "run_stages", boom)
+    monkeypatch.setattr(exp1.run, "run_stages", boom)
     with pytest.raises(RuntimeError, match="a bug"):
         main(["exp1", "--preset", "smoke", "--out", str(tmp_path / "a")])
     with pytest.raises(RunDirError):

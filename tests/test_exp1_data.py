@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments import exp1_words as words
-from experiments.exp1_data import (
+from experiments.exp1 import words
+from experiments.exp1.data import (
     DESCRIPTION_FIRST,
     MAX_FACTS_PER_SUBSET,
     NAME_FIRST,

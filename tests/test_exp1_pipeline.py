@@ -221,8 +221,8 @@ def test_config_round_trip_and_overrides():
 @pytest.mark.slow
 def test_decided_exact_match_equals_full_generation(tiny, tmp_path):
     """On a model that has learned its facts, the decided flags equal generating in full."""
-    from experiments.exp1_data import Exp1DataConfig, generate_exp1
-    from experiments.exp1_eval import EvalConfig, evaluate_exp1
+    from experiments.exp1.data import Exp1DataConfig, generate_exp1
+    from experiments.exp1.evaluate import EvalConfig, evaluate_exp1
     from experiments.finetune import finetune
 
     ds = generate_exp1(Exp1DataConfig(n_facts=2, n_paraphrases=6, n_test_templates=3))

@@ -12,7 +12,7 @@ from experiments.core.rundir import RunDirError
 from experiments.cli import main as rct
 from experiments.exp2 import (Exp2Config, build_prompt, child_question, control_names, evaluate_exp2,
                               in_few_shot, parent_question, run_exp2, shares_name, summarise_exp2)
-from experiments.exp2_data import ParentChildPair, PairsError, load_pairs, write_pairs
+from experiments.exp2.data import ParentChildPair, PairsError, load_pairs, write_pairs
 from interp import score_completions
 
 TINY = "tiny:n_layers=2,d_model=64,n_heads=4,n_kv_heads=2,d_mlp=96"

@@ -10,7 +10,7 @@ from experiments.core.rundir import RunDirError
 
 from experiments.cli import main as rct
 from experiments.exp3 import Exp3Config, preset, run_exp3
-from experiments.exp3_data import (CATEGORIES, Exp3DataConfig, Exp3DataError, generate_exp3, load_exp3,
+from experiments.exp3.data import (CATEGORIES, Exp3DataConfig, Exp3DataError, generate_exp3, load_exp3,
                                    write_exp3)
 
 

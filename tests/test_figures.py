@@ -12,8 +12,8 @@ from pathlib import Path
 import matplotlib
 import pytest
 
-from experiments.exp1_eval import CELLS
-from experiments.exp1_report import figure4
+from experiments.exp1.evaluate import CELLS
+from experiments.exp1.report import figure4
 from experiments.exp2 import figure5
 from experiments.exp3 import figure8
 from experiments.sweep_report import METRICS, sweep_figure

@@ -34,7 +34,7 @@ from experiments.core.evaluate import Item, evaluate
 from interp.fileio import write_json, write_jsonl
 
 if TYPE_CHECKING:
-    from experiments.exp1_data import Exp1Dataset
+    from experiments.exp1.data import Exp1Dataset
     from interp.models import LoadedModel
 
 # file stem -> (subset, direction, what the completion is)

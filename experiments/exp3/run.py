@@ -1,7 +1,7 @@
 """Experiment 3: instructions given in one order, questions asked in the other.
 
 For each instruction order (``q2a``: question then answer; ``a2q``: answer then question; see
-:mod:`experiments.exp3_data`) the base model is finetuned on the guidance documents and the
+:mod:`experiments.exp3.data`) the base model is finetuned on the guidance documents and the
 demonstrated question-answer pairs, then asked the held-out questions (``Q: <question> A:``).
 The paper (its appendix C) finds held-out accuracy up to 88% from ``q2a`` instructions and
 about 5% (chance for a plausible answer) from ``a2q`` ones.
@@ -30,7 +30,7 @@ from experiments.core.config import ConfigMixin, load_preset
 from experiments.core.rundir import RunDir
 from experiments.core.controls import draw_controls
 from experiments.core.evaluate import Item, evaluate, exact_match
-from experiments.exp3_data import CATEGORIES, ORDERS, Exp3DataConfig, generate_exp3, load_exp3, write_exp3
+from experiments.exp3.data import CATEGORIES, ORDERS, Exp3DataConfig, generate_exp3, load_exp3, write_exp3
 from experiments.finetune import FinetuneConfig
 from interp.fileio import write_json, write_jsonl, write_text
 from interp.models import ModelOptions

@@ -25,7 +25,7 @@ from pathlib import Path
 from interp.errors import RctError
 from interp.fileio import write_text
 
-DEFAULT_PAIRS = Path(__file__).resolve().parent / "data" / "exp2_parent_child.csv"
+DEFAULT_PAIRS = Path(__file__).resolve().parents[1] / "data" / "exp2_parent_child.csv"
 COLUMNS = ("child", "parent", "parent_type", "child_prediction", "can_reverse")
 REQUIRED = ("child", "parent", "parent_type")
 

@@ -1,6 +1,6 @@
 """Experiment 1 report: a Table 1 analog (Markdown) and a Figure 4 analog (matplotlib).
 
-Both read the ``metrics.json`` written by :func:`experiments.exp1_eval.evaluate_exp1`, for
+Both read the ``metrics.json`` written by :func:`experiments.exp1.evaluate.evaluate_exp1`, for
 the base model ("before") and the finetuned one ("after").
 
 Example::
@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from analysis.figures import save
 from analysis.fmt import ci, pct, pvalue
-from experiments.exp1_eval import CELLS, SUBSET_TITLES
+from experiments.exp1.evaluate import CELLS, SUBSET_TITLES
 
 LABELS = {"base": "before finetuning", "finetuned": "after finetuning"}
 

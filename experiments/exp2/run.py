@@ -36,7 +36,7 @@ from typing import Any
 from experiments.core.config import ConfigMixin
 from experiments.core.controls import draw_controls
 from experiments.core.evaluate import Item, evaluate
-from experiments.exp2_data import ParentChildPair, load_pairs
+from experiments.exp2.data import ParentChildPair, load_pairs
 from interp.fileio import write_json, write_jsonl, write_text
 from interp.models import ModelOptions
 

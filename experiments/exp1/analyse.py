@@ -7,11 +7,11 @@ offline HTML pages, ``summary.json`` and ``summary.md``.
 
 Example::
 
-    from experiments.analyse import run_inside_analysis
+    from experiments.exp1.analyse import run_inside_analysis
     summary = run_inside_analysis("runs/exp1-cpu", n_facts=10)
     print(summary["finetuned"]["dla_contrast"]["summary"])
 
-CLI: ``rct analyse RUN [--n-facts N] [--device cpu]`` (or ``python -m experiments.analyse RUN``).
+CLI: ``rct analyse RUN [--n-facts N] [--device cpu]`` (or ``python -m experiments.exp1.analyse RUN``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from analysis.inside import InsideConfig, inside_analysis
-from experiments.exp1_data import load_exp1
+from experiments.exp1.data import load_exp1
 from interp.models import load_model
 
 

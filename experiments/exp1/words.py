@@ -1,4 +1,4 @@
-"""Word lists and sentence templates for the experiment 1 generator (`exp1_data`).
+"""Word lists and sentence templates for the experiment 1 generator (`experiments.exp1.data`).
 
 Everything here is our own wording; none of it is copied from the paper's data.
 

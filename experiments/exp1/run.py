@@ -31,8 +31,8 @@ from typing import Any
 from experiments.core.config import ConfigMixin, load_preset
 from experiments.core.environment import environment, resolved_compute
 from experiments.core.rundir import RunDir, RunDirError
-from experiments.exp1_data import Exp1DataConfig, Exp1Dataset, generate_exp1, load_exp1, write_exp1
-from experiments.exp1_eval import EvalConfig, evaluate_exp1, load_metrics
+from experiments.exp1.data import Exp1DataConfig, Exp1Dataset, generate_exp1, load_exp1, write_exp1
+from experiments.exp1.evaluate import EvalConfig, evaluate_exp1, load_metrics
 from experiments.finetune import FinetuneConfig, finetune
 from interp.fileio import write_json
 from interp.models import ModelOptions, check_spec, load_model, save_model
@@ -163,7 +163,7 @@ def stage_evaluate(run_dir: Path, which: tuple[str, ...] = ("base", "finetuned")
 
 def stage_report(run_dir: Path) -> str:
     """Table 1 analog (Markdown) and Figure 4 analog (PNG + SVG) from the metrics."""
-    from experiments.exp1_report import figure4, table1
+    from experiments.exp1.report import figure4, table1
 
     cfg = read_config(run_dir)
     metrics = {label: load_metrics(run_dir / "eval" / label) for label in ("base", "finetuned")

@@ -1,10 +1,10 @@
 """Experiment 1 data: fictitious people and the one-line descriptions that identify them.
 
-Generates our own dataset (names, descriptions and templates from `exp1_words`) and
+Generates our own dataset (names, descriptions and templates from `experiments.exp1.words`) and
 reads folders in the paper's published layout, ours or the paper's own
 (e.g. `reversal_curse/data/reverse_experiments/june_version_7921032488/`).
 
-    from experiments.exp1_data import Exp1DataConfig, generate_exp1, load_exp1, write_exp1
+    from experiments.exp1.data import Exp1DataConfig, generate_exp1, load_exp1, write_exp1
 
     ds = generate_exp1(Exp1DataConfig(n_facts=30, n_paraphrases=30, seed=0))
     folder = write_exp1(ds, "runs/data/exp1")  # p2d_prompts_train.jsonl, ..., facts.jsonl
@@ -51,7 +51,7 @@ from typing import Any
 
 from interp.errors import RctError
 from experiments.core.config import ConfigMixin
-from experiments import exp1_words as words
+from experiments.exp1 import words
 from interp.fileio import write_json, write_jsonl
 
 SUBSETS: tuple[str, ...] = ("p2d", "d2p", "both")
