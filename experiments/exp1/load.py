@@ -1,0 +1,263 @@
+"""Reading experiment 1 folders in the paper's published layout, ours or the paper's own.
+
+Facts are inferred where a folder has no ``facts.jsonl`` (the paper's); the rules are in the
+docstring of :mod:`experiments.exp1.data`. Every error is a :class:`DatasetError` naming the
+file and line. :func:`load_exp1` is also importable from :mod:`experiments.exp1.data`.
+
+    ds = load_exp1("reversal_curse/data/reverse_experiments/june_version_7921032488")
+    ds.names("d2p")[:1], len(ds.train_examples())
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from experiments.exp1.data import (
+    _DESCRIPTION_SOURCES, _TRAILING_PUNCT, DESCRIPTION_FIRST, FILE_SPECS, NAME_FIRST, SUBSETS,
+    TEST_STEMS, TRAIN_STEMS, DatasetError, Example, Exp1DataConfig, Exp1Dataset, Fact,
+)
+
+
+@dataclass(frozen=True)
+class _Line:
+    line: int
+    prompt: str
+    completion: str
+    order: str
+
+
+def load_exp1(folder: str | Path) -> Exp1Dataset:
+    """Read a folder in the paper's layout (ours or the paper's); never writes."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a folder")
+    raw = {
+        stem: _read_lines(root / f"{stem}.jsonl", order)
+        for stem, (_, order) in FILE_SPECS.items()
+        if (root / f"{stem}.jsonl").exists()
+    }
+    missing = [
+        f"no {kind} file (expected one of {', '.join(s + '.jsonl' for s in stems)})"
+        for kind, stems in (("training", TRAIN_STEMS), ("test", TEST_STEMS))
+        if not set(raw) & set(stems)
+    ]
+    if missing:
+        raise DatasetError(f"{root}: " + "; ".join(missing))
+    facts = _read_facts(root / "facts.jsonl") if (root / "facts.jsonl").exists() else None
+    config = _read_config(root / "data_config.json") if (root / "data_config.json").exists() else None
+    names = [f.name for f in facts] if facts is not None else _collect_names(raw)
+    owners = _attribute(root, raw, names)
+    if facts is None:
+        facts = _infer_facts(raw, owners)
+    by_name = {f.name: f for f in facts}
+    files: dict[str, list[Example]] = {}
+    for stem, lines in raw.items():
+        path = root / f"{stem}.jsonl"
+        examples = []
+        for ln, owner in zip(lines, owners[stem]):
+            fact, file_subset = by_name[owner], FILE_SPECS[stem][0]
+            if file_subset not in (None, fact.subset):
+                raise DatasetError(
+                    f"{path}:{ln.line}: {owner!r} is a {fact.subset} fact, "
+                    f"but this file holds {file_subset} facts"
+                )
+            examples.append(
+                Example(
+                    ln.prompt,
+                    ln.completion,
+                    fact.fact_id,
+                    fact.subset,
+                    ln.order,
+                    fact.name,
+                    fact.description,
+                    ln.line,
+                )
+            )
+        _check_blocks(path, examples)
+        files[stem] = examples
+    return Exp1Dataset(facts, files, config)
+
+
+def _json_objects(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path}: not UTF-8 text ({err})") from err
+    if not text.strip():
+        raise DatasetError(f"{path}: file is empty")
+    out = []
+    for i, line in enumerate(text.removesuffix("\n").split("\n"), 1):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DatasetError(f"{path}:{i}: not valid JSON ({err.msg})") from err
+        if not isinstance(obj, dict):
+            raise DatasetError(f"{path}:{i}: expected a JSON object, got {type(obj).__name__}")
+        out.append((i, obj))
+    return out
+
+
+def _read_lines(path: Path, order: str | None) -> list[_Line]:
+    lines = []
+    for i, obj in _json_objects(path):
+        for key in ("prompt", "completion"):
+            if not isinstance(obj.get(key), str):
+                problem = "missing" if key not in obj else f"not a string ({type(obj[key]).__name__})"
+                raise DatasetError(f'{path}:{i}: "{key}" is {problem}')
+        completion = obj["completion"]
+        line_order = order or (DESCRIPTION_FIRST if completion.lstrip()[:1].isupper() else NAME_FIRST)
+        lines.append(_Line(i, obj["prompt"], completion, line_order))
+    return lines
+
+
+def _read_facts(path: Path) -> list[Fact]:
+    facts: list[Fact] = []
+    for i, obj in _json_objects(path):
+        try:
+            fact = Fact(**obj)
+        except TypeError as err:
+            raise DatasetError(f"{path}:{i}: not a fact ({err})") from err
+        strings = (fact.subset, fact.name, fact.description)
+        if (
+            not isinstance(fact.fact_id, int)
+            or not all(isinstance(v, str) for v in strings)
+            or fact.subset not in SUBSETS
+        ):
+            raise DatasetError(f"{path}:{i}: bad fact {obj!r}")
+        if any(f.fact_id == fact.fact_id or f.name == fact.name for f in facts):
+            raise DatasetError(f"{path}:{i}: duplicate fact_id or name in {obj!r}")
+        facts.append(fact)
+    return facts
+
+
+def _read_config(path: Path) -> Exp1DataConfig:
+    try:
+        return Exp1DataConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, TypeError) as err:
+        raise DatasetError(f"{path}: {err}") from err
+
+
+def _leading_name(completion: str) -> str:
+    """' Uriah Hawthorne now enjoys' -> 'Uriah Hawthorne'; ' Ada Quillmere.' -> 'Ada Quillmere'."""
+    run = []
+    for token in completion.split():
+        if not token[0].isupper():
+            break
+        run.append(token.rstrip(_TRAILING_PUNCT))
+        if run[-1] != token:
+            break
+    return " ".join(run)
+
+
+def _names_source(stem: str) -> bool:
+    return not stem.endswith("_randomized") and stem != "validation_prompts"
+
+
+def _collect_names(raw: Mapping[str, list[_Line]]) -> list[str]:
+    names: dict[str, None] = {}
+    for stem, lines in raw.items():
+        if _names_source(stem):
+            for ln in lines:
+                if ln.order == DESCRIPTION_FIRST and (name := _leading_name(ln.completion)):
+                    names.setdefault(name, None)
+    return list(names)
+
+
+def _attribute(root: Path, raw: Mapping[str, list[_Line]], names: list[str]) -> dict[str, list[str]]:
+    """Name of the fact each line is about; randomized files last (they need the prompt map)."""
+    known = set(names)
+    alternatives = "|".join(map(re.escape, sorted(names, key=len, reverse=True)))
+    pattern = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)") if names else None
+    by_first: dict[str, list[str]] = {}
+    for n in names:
+        by_first.setdefault(n.split()[0], []).append(n)
+    prompt_owner: dict[str, set[str]] = {}
+    owners: dict[str, list[str]] = {}
+    for stem in sorted(raw, key=lambda s: s.endswith("_randomized")):
+        path, out = root / f"{stem}.jsonl", []
+        for ln in raw[stem]:
+            where = f"{path}:{ln.line}"
+            if ln.order == NAME_FIRST:
+                found = sorted(set(pattern.findall(ln.prompt))) if pattern else []
+                if len(found) != 1:
+                    raise DatasetError(
+                        f"{where}: expected one known name in the prompt, "
+                        f"found {found or 'none'}: {ln.prompt!r}"
+                    )
+                owner = found[0]
+            elif stem.endswith("_randomized") or stem == "validation_prompts":
+                candidates = by_first.get(ln.completion.strip(), []) if stem == "validation_prompts" else []
+                if len(candidates) != 1:
+                    candidates = sorted(prompt_owner.get(ln.prompt, ()))
+                if len(candidates) != 1:
+                    raise DatasetError(
+                        f"{where}: cannot tell which fact this line is about "
+                        f"(candidates: {candidates or 'none'})"
+                    )
+                owner = candidates[0]
+            else:
+                owner = _leading_name(ln.completion)
+                if owner not in known:
+                    raise DatasetError(
+                        f"{where}: the completion does not start with a known name: {ln.completion!r}"
+                    )
+            if ln.order == DESCRIPTION_FIRST and not stem.endswith("_randomized"):
+                prompt_owner.setdefault(ln.prompt, set()).add(owner)
+            out.append(owner)
+        owners[stem] = out
+    return owners
+
+
+def _infer_facts(raw: Mapping[str, list[_Line]], owners: Mapping[str, list[str]]) -> list[Fact]:
+    first_seen: dict[str, int] = {}
+    subset: dict[str, str] = {}
+    orders_in_all: dict[str, set[str]] = {}
+    for stem in FILE_SPECS:
+        file_subset = FILE_SPECS[stem][0]
+        for ln, owner in zip(raw.get(stem, ()), owners.get(stem, ())):
+            first_seen.setdefault(owner, len(first_seen))
+            if file_subset is not None:
+                subset.setdefault(owner, file_subset)
+            else:
+                orders_in_all.setdefault(owner, set()).add(ln.order)
+    for owner, orders in orders_in_all.items():
+        subset.setdefault(owner, "both" if len(orders) == 2 else "p2d" if NAME_FIRST in orders else "d2p")
+    description: dict[str, str] = {}
+    for stem in _DESCRIPTION_SOURCES:
+        for ln, owner in zip(raw.get(stem, ()), owners.get(stem, ())):
+            if ln.order == NAME_FIRST:
+                description.setdefault(owner, ln.completion.strip())
+    ranked = sorted(first_seen, key=lambda n: (SUBSETS.index(subset[n]), first_seen[n]))
+    return [Fact(i, subset[n], n, description.get(n, "")) for i, n in enumerate(ranked)]
+
+
+def _check_blocks(path: Path, examples: list[Example]) -> None:
+    """One consecutive block per (fact, order), all blocks of one file the same length."""
+    starts: list[int] = []  # indices where a block starts
+    seen: dict[tuple[int, str], int] = {}
+    for i, e in enumerate(examples):
+        key = (e.fact_id, e.order)
+        if i and key == (examples[i - 1].fact_id, examples[i - 1].order):
+            continue
+        if key in seen:
+            raise DatasetError(
+                f"{path}:{e.line}: {e.name!r} ({e.order}) starts a second block; "
+                f"its first starts at line {seen[key]}"
+            )
+        seen[key] = e.line
+        starts.append(i)
+    lengths = [b - a for a, b in zip(starts, starts[1:] + [len(examples)])]
+    expected = Counter(lengths).most_common(1)[0][0]
+    for start, length in zip(starts, lengths):
+        if length != expected:
+            e = examples[start]
+            raise DatasetError(
+                f"{path}:{e.line}: {e.name!r} ({e.order}) has {length} lines, "
+                f"the other blocks in this file have {expected}"
+            )
