@@ -19,3 +19,7 @@ from __future__ import annotations
 
 class RctError(Exception):
     """An error in what the user asked for; its message is one line that names the place."""
+
+
+class ModelLoadError(RctError, RuntimeError):
+    """A model spec that cannot be loaded; the message says what is missing and what to do."""
