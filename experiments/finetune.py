@@ -31,7 +31,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -165,6 +165,10 @@ class _Trainer:
     steps_per_epoch: int
     precision: Choice
     state: dict[str, Any]
+    n_targets: list[int] = field(default_factory=list)  # loss tokens per document
+
+    def __post_init__(self) -> None:
+        self.n_targets = [_n_targets(labels) for _, labels in self.encoded]
 
 
 def _checkpoint_paths(ckpt_dir: Path, epoch: int) -> tuple[Path, Path]:
@@ -310,12 +314,12 @@ def _step(tr: _Trainer, batch: Sequence[int], cfg: FinetuneConfig, pad: int) -> 
     idx = batch[acc.process_index :: acc.num_processes]
     ids, mask, _ = pad_batch([tr.encoded[i][0] for i in idx], pad, "right", acc.device)
     labels, _, _ = pad_batch([tr.encoded[i][1] for i in idx], -100, "right", acc.device)
-    n_local = sum(_n_targets(tr.encoded[i][1]) for i in idx)
-    n_global = sum(_n_targets(tr.encoded[i][1]) for i in batch)
     dtype = AUTOCAST_DTYPES.get(tr.precision.value)
     with torch.autocast(acc.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
         loss = tr.model(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False).loss
     if acc.num_processes > 1:
+        n_local = sum(tr.n_targets[i] for i in idx)
+        n_global = sum(tr.n_targets[i] for i in batch)
         share = n_local * acc.num_processes / n_global
         loss_sum = acc.reduce(loss.detach() * n_local, reduction="sum")
         logged = (loss_sum / n_global).item()
