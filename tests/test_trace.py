@@ -1,0 +1,98 @@
+"""Causal tracing: invariants on tiny models (exact recoveries, cache = full runs, hook sites)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from interp.hooks import hook_name
+from interp.models import load_model
+from interp.record import Query, record
+from interp.tokens import encode_pair
+from interp.trace import CATEGORIES, TraceConfig, causal_trace, restored_probability, site_modules
+
+Q = Query("Alice Bob is the one who", " x", {"name": "Alice Bob"})
+Q2 = Query("They say the tall one is", " Carol", {"description": "the tall one"})
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return load_model("tiny:n_layers=4,d_model=64,seed=3")
+
+
+@pytest.mark.parametrize("layer", [0, 2, 3])
+def test_restoring_a_layer_everywhere_recovers_clean(lm, layer) -> None:
+    p_clean, p_corrupt, p_restored = restored_probability(lm, Q, "name", [("resid", layer)])
+    assert p_corrupt != pytest.approx(p_clean, rel=1e-6, abs=0)  # the noise did something
+    assert p_restored == pytest.approx(p_clean, rel=1e-5)
+
+
+def test_restoring_mlp_and_attn_outputs(lm) -> None:
+    """Every MLP and attention output restored everywhere: the last token's residual is its own
+    (uncorrupted) embedding plus clean outputs, so the clean probability comes back; the
+    same outputs restored only at the entity's tokens leave the corruption in the residual."""
+    restore = [(s, L) for s in ("mlp", "attn") for L in range(4)]
+    p_clean, p_corrupt, p_all = restored_probability(lm, Q, "name", restore)
+    assert p_all == pytest.approx(p_clean, rel=1e-5)
+    _, _, p_entity = restored_probability(lm, Q, "name", restore, positions=[1, 2, 3])
+    assert p_entity != pytest.approx(p_clean, rel=1e-4, abs=0)
+
+
+def test_trace_last_layer_last_token_is_clean_and_cache_changes_nothing(lm) -> None:
+    cfg = TraceConfig(n_noise=2, window=2, batch_size=8)
+    tr = causal_trace(lm, [Q], "name", cfg, progress=False)
+    full = causal_trace(lm, [Q], "name", cfg, progress=False, use_cache=False)
+    for s in cfg.sites:
+        torch.testing.assert_close(tr.prob[s], full.prob[s], rtol=1e-4, atol=1e-7)
+    assert tr.columns[0][-1][1] == "last"
+    assert float(tr.prob["resid"][0, -1, -1]) == pytest.approx(float(tr.p_clean[0]), rel=1e-5)
+    assert tr.columns[0][0][0] == tr.span[0][0]  # no column before the entity
+
+
+def test_key_positions_match_the_full_trace(lm) -> None:
+    full = causal_trace(lm, [Q2], "description", TraceConfig(n_noise=2, window=3), progress=False)
+    key = causal_trace(lm, [Q2], "description", TraceConfig(n_noise=2, window=3, positions="key"),
+                       progress=False)
+    cols = [p for p, _ in full.columns[0]]
+    for j, (p, cat) in enumerate(key.columns[0]):
+        assert cat in CATEGORIES
+        torch.testing.assert_close(key.prob["mlp"][0, :, j], full.prob["mlp"][0, :, cols.index(p)])
+    assert torch.isfinite(key.by_category("attn")).any()
+
+
+def test_same_noise_for_each_model_and_seed_reproducible(lm) -> None:
+    cfg = TraceConfig(n_noise=2, sites=("resid",), layer_stride=2)
+    a = causal_trace(lm, [Q], "name", cfg, progress=False)
+    b = causal_trace(lm, [Q], "name", cfg, progress=False)
+    assert torch.equal(a.prob["resid"], b.prob["resid"])
+    assert a.layers == [0, 2, 3]
+
+
+def test_site_modules_are_the_bridge_hook_points(lm) -> None:
+    """The HF modules hooked for tracing output exactly the bridge's resid_post, mlp_out and
+    attn_out: the same sites as every other analysis in the toolkit."""
+    mods = site_modules(lm.hf)
+    got: dict[str, torch.Tensor] = {}
+    handles = [m.register_forward_hook(lambda mod, a, o, k=f"{s}{L}": got.__setitem__(
+        k, (o[0] if isinstance(o, tuple) else o)[0].detach()))
+        for s in ("resid", "mlp", "attn") for L, m in enumerate(mods[s])]
+    p_ids, c_ids = encode_pair(lm, Q.prompt, Q.target)
+    ids = torch.tensor([p_ids + c_ids])
+    with torch.no_grad():
+        lm.hf(ids)
+    for h in handles:
+        h.remove()
+    rec = record(lm, [Q],
+                 [hook_name(x, L) for x in ("resid_post", "mlp_out", "attn_out") for L in range(4)],
+                 positions=("all",))
+    for s, site in (("resid", "resid_post"), ("mlp", "mlp_out"), ("attn", "attn_out")):
+        for L in range(4):
+            torch.testing.assert_close(got[f"{s}{L}"], rec.act(hook_name(site, L), "all"),
+                                       rtol=1e-4, atol=1e-5)
+
+
+def test_missing_entity_is_a_clear_error(lm) -> None:
+    with pytest.raises(ValueError, match="not in the prompt"):
+        causal_trace(lm, [Query("no entity here", " x", {"name": "Zed"})], "name", progress=False)
+    with pytest.raises(ValueError, match="sites"):
+        TraceConfig(sites=("mlp", "oops"))
