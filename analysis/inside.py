@@ -32,12 +32,13 @@ from typing import Any, Sequence
 
 import torch
 
+from analysis.causal import CausalConfig, causal_analysis
+from analysis.causal_report import causal_markdown
 from analysis.inside_figures import component_heatmaps, logit_lens_curves, neuron_bars
 from interp.attribution import (attribution_hooks, compare, direct_logit_attribution, grad_x_act,
                                 logit_lens)
 from interp.fileio import write_json, write_text
-from interp.hooks import hook_name
-from interp.kv import key_response, promoted_tokens, target_promotion, top_neurons, weight_deltas
+from interp.kv import promoted_tokens, top_neurons, weight_deltas
 from interp.record import Query, record
 
 
@@ -140,31 +141,11 @@ def _promoted(lm: Any, entries: Sequence[dict[str, Any]], k: int = 8) -> list[li
     return [[t for t, _ in promoted_tokens(lm, e["layer"], [e["neuron"]], k=k)[0]] for e in entries]
 
 
-def _weight_analysis(base: Any, tuned: Any, ds: Any, fwd: list[Query], rev: list[Query],
-                     cfg: InsideConfig) -> dict[str, Any]:
-    """MLP weight changes; the most-changed neurons' key responses and value promotion."""
+def _weight_analysis(base: Any, tuned: Any) -> dict[str, Any]:
+    """Relative change of each MLP weight matrix per layer (the causal view of which layers'
+    changes matter is the ``weight_revert`` section)."""
     d = weight_deltas(base.bridge, tuned.bridge)
-    changed = top_neurons(d["neuron"], k=cfg.top_k)
-    neurons = [(L, m) for L, m, _ in changed]
-    name_prompts = [q for stem in ("p2d_prompts_test", "d2p_reverse_prompts_test")
-                    for q in _queries(ds, stem, stem[:3], "name_prompt", InsideConfig(
-                        n_facts=cfg.n_facts, prompts_per_fact=1), random.Random(0))]
-    layers = sorted({L for L, _ in neurons})
-    rec = record(tuned, name_prompts + fwd + rev,
-                 [hook_name("mlp_post", L) for L in layers], positions=("entity:name", "entity:description"),
-                 batch_size=cfg.batch_size)
-    keys = key_response(rec, neurons)
-    trained = sorted({tuned.tokenizer(" " + f.name, add_special_tokens=False)["input_ids"][0]
-                      for f in ds.facts})
-    promo_t = target_promotion(tuned.bridge, neurons, trained)
-    promo_b = target_promotion(base.bridge, neurons, trained)
-    rows = []
-    for (L, m, size), k, pt, pb in zip(changed, keys, promo_t, promo_b):
-        rows.append({"layer": L, "neuron": m, "delta_norm": size, "key_name": k["entity:name"],
-                     "key_description": k["entity:description"], "targets_z_finetuned": pt["z"],
-                     "targets_z_base": pb["z"], "targets_topk_frac_finetuned": pt["top_k_frac"]})
-    return {"per_layer": {k: v.tolist() for k, v in d.items() if k.startswith("rel_")},
-            "most_changed": rows}
+    return {"per_layer": {k: v.tolist() for k, v in d.items() if k.startswith("rel_")}}
 
 
 def _pages(tuned: Any, ds: Any, cfg: InsideConfig, layer: int, out: Path) -> list[str]:
@@ -195,7 +176,7 @@ def _jsonable(res: dict[str, Any]) -> dict[str, Any]:
 
 def inside_analysis(tuned: Any, base: Any, ds: Any, out: str | Path, *, run_dir: str | Path,
                     base_model: str, config: InsideConfig | None = None,
-                    progress: bool = True) -> dict[str, Any]:
+                    progress: bool = True, causal: CausalConfig | None = None) -> dict[str, Any]:
     """Run the whole analysis on a finetuned model and its base; returns the summary dict.
 
     Args:
@@ -204,6 +185,8 @@ def inside_analysis(tuned: Any, base: Any, ds: Any, out: str | Path, *, run_dir:
         out: folder for figures, pages, ``summary.json`` and ``summary.md``.
         run_dir, base_model: where the run lives and the base model spec, recorded in the summary.
         config: budgets and the foil seed (default :class:`InsideConfig`).
+        causal: when given, also the causal sections (:func:`analysis.causal.causal_analysis`:
+            ``causal_tracing``, ``weight_revert``, ``probes``, ``key_value``).
     """
     t0 = time.time()
     cfg = config or InsideConfig()
@@ -219,7 +202,7 @@ def inside_analysis(tuned: Any, base: Any, ds: Any, out: str | Path, *, run_dir:
     for label, lm in (("finetuned", tuned), ("base", base)):
         results[label] = _analyse_model(lm, fwd, rev, cfg, progress)
         summary[label] = _jsonable(results[label])
-    summary["weights"] = _weight_analysis(base, tuned, ds, fwd, rev, cfg)
+    summary["weights"] = _weight_analysis(base, tuned)
     figs: list[str] = []
     for label in ("finetuned", "base"):
         for kind in [k for k in ("dla_contrast", "dla", "gxa") if k in results[label]["attr"]]:
@@ -241,10 +224,16 @@ def inside_analysis(tuned: Any, base: Any, ds: Any, out: str | Path, *, run_dir:
     attn_mean = torch.tensor(results["finetuned"][page_kind]["forward"]["attn"]["mean"])
     summary["page_layer"] = int(attn_mean.argmax())
     summary["pages"] = _pages(tuned, ds, cfg, summary["page_layer"], out)
+    if causal is not None:
+        extra = causal_analysis(tuned, base, ds, out, causal, progress)
+        figs += extra.pop("figures")
+        summary["causal_seconds"] = extra.pop("seconds")
+        summary["causal_config"] = asdict(causal)
+        summary.update(extra)
     summary["figures"] = figs
     summary["seconds"] = round(time.time() - t0, 1)
     write_json(out / "summary.json", summary)
-    write_text(out / "summary.md", summary_markdown(summary))
+    write_text(out / "summary.md", summary_markdown(summary) + causal_markdown(summary))
     return summary
 
 
@@ -263,12 +252,6 @@ def summary_markdown(s: dict[str, Any]) -> str:
         lines.append(f"Top forward neurons ({r['top_neurons']['kind']}): " + ", ".join(
             f"L{e['layer']}.{e['neuron']} {e['mean']:+.2f}" for e in r["top_neurons"]["forward"][:5]))
         lines.append("")
-    lines += ["## MLP weight changes (finetuned - base)", "",
-              "| neuron | ||delta|| | key at name | key at description | targets z (ft / base) |",
-              "|---|---|---|---|---|"]
-    for w in s["weights"]["most_changed"]:
-        lines.append(f"| L{w['layer']}.{w['neuron']} | {w['delta_norm']:.3g} | {w['key_name']:.3g} | "
-                     f"{w['key_description']:.3g} | {w['targets_z_finetuned']:.2f} / {w['targets_z_base']:.2f} |")
     lines += ["", "Figures: " + ", ".join(f for f in s["figures"] if f.endswith(".png")),
               "", "Pages: " + ", ".join(s["pages"]), "", f"Took {s['seconds']} s.", ""]
     return "\n".join(lines)

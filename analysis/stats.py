@@ -12,8 +12,9 @@ Example::
 from __future__ import annotations
 
 import math
+import warnings
 from collections import defaultdict
-from typing import Hashable, Iterable, Sequence
+from typing import Any, Hashable, Iterable, Sequence
 
 import numpy as np
 from scipy import stats
@@ -58,3 +59,43 @@ def paired_tests(correct: Sequence[float], control: Sequence[float]) -> dict[str
         ks = stats.ks_2samp(a, b)
         out.update(ks_stat=float(ks.statistic), ks_pvalue=float(ks.pvalue))
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}
+
+
+def bootstrap_mean_ci(values: Sequence[Sequence[float]] | np.ndarray, n_boot: int = 2000,
+                      seed: int = 0, level: float = 0.95) -> dict[str, list | float]:
+    """Mean over the first axis (one row per fact) with a percentile bootstrap CI that
+    resamples rows (facts); NaN rows are dropped per column. Returns ``mean``, ``low``,
+    ``high`` (lists for multi-dimensional input, floats for one value per fact; None where a
+    column has no finite value, so the result is valid JSON) and ``n``.
+
+    Example::
+
+        bootstrap_mean_ci([0.2, 0.5, 0.1])          # {'mean': 0.266..., 'low': ..., ...}
+        bootstrap_mean_ci(np.ones((30, 4)))["mean"]  # [1.0, 1.0, 1.0, 1.0]
+    """
+    x = np.asarray(values, dtype=float)
+    scalar = x.ndim == 1
+    x2 = x.reshape(x.shape[0], -1)  # [n, k]
+    n = x2.shape[0]
+    if n == 0:
+        raise ValueError("bootstrap_mean_ci: no values")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))  # [boot, n]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(x2, axis=0)  # [k]
+        boots = np.nanmean(x2[idx], axis=1)  # [boot, k]
+        alpha = (1 - level) / 2
+        low, high = np.nanquantile(boots, alpha, axis=0), np.nanquantile(boots, 1 - alpha, axis=0)
+    shape = x.shape[1:]
+
+    def out(a: np.ndarray) -> list | float | None:
+        return _finite(float(a[0])) if scalar else _finite(a.reshape(shape).tolist())
+    return {"mean": out(mean), "low": out(low), "high": out(high), "n": int(n)}
+
+
+def _finite(x: Any) -> Any:
+    """NaN and infinities -> None, recursively through lists."""
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return x if isinstance(x, float) and math.isfinite(x) else None if isinstance(x, float) else x

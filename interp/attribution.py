@@ -6,15 +6,17 @@ Three views, all at the last prompt position (the one that predicts the first an
   (TransformerLens ``cache.decompose_resid``; heads by ``stack_head_results``; both through
   ``apply_ln_to_stack``, i.e. divided by the final norm's *frozen* scale at that position),
   each dotted with ``g * W_U[:, t]`` (``g``: final norm weight, see :mod:`interp.kv`).
-  Neurons by :func:`interp.kv.neuron_logit_contributions`. The parts sum to the model's
-  logit minus ``b_U[t]`` (the documented bias term; zero for Llama). Under
-  ``fold_ln_center`` the logit is the centred one the bridge computes (log-probs are
-  unchanged). ``contrast=True`` explains ``logit(answer) - logit(foil)`` instead.
+  For a LayerNorm model (GPT-2, GPT-NeoX) each part is centred over ``d_model`` first.
+  Neurons by :func:`interp.kv.neuron_logit_contributions`. The parts plus the constant
+  ``bias`` (``b_U[t]``, the final LayerNorm's bias term, attention and MLP output biases;
+  zero for Llama) sum to the model's logit. Under ``fold_ln_center`` the logit is the
+  centred one the bridge computes (log-probs are unchanged). ``contrast=True`` explains
+  ``logit(answer) - logit(foil)`` instead.
 - :func:`grad_x_act`: gradient of the recorded objective (see :mod:`interp.record`) times
   the activation, per attention layer, MLP layer, head (via ``z``) and neuron; at the last
   prompt position, or summed over every recorded position (``pos="all"``).
-- :func:`logit_lens`: log-prob of the first answer token after each layer (final norm with
-  the scale recomputed from that layer's residual).
+- :func:`logit_lens`: log-prob of the first answer token after each layer, through the
+  model's own final norm module (:func:`final_norm`; RMSNorm or LayerNorm) and unembedding.
 
 :func:`compare` gives mean and spread per component for two query sets and a plain-text
 summary (where forward recall is written; whether reverse queries have any writer).
@@ -28,6 +30,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -78,39 +81,85 @@ class Attribution:
                                         ("embed", "attn", "mlp", "heads", "neurons", "bias", "logit")))
 
 
-def _cache(lm: LoadedModel, rec: Recording, hooks: list[str]) -> Any:
+def _cache(lm: LoadedModel, rec: Recording, hooks: list[str],
+           extra: dict[str, Tensor] | None = None) -> Any:
     from transformer_lens.ActivationCache import ActivationCache
 
     check_fired(rec.hooks, hooks, "attribution (hooks not recorded)")
     acts = {h: rec.act(h, "last")[:, None] for h in hooks}  # [n, 1(pos), ...]
+    acts.update({k: v[:, None] for k, v in (extra or {}).items()})
     return ActivationCache(acts, lm.bridge, has_batch_dim=True)
 
 
+def _weight(bridge: Any, name: str) -> Tensor | None:
+    """A bridge weight (``W_pos``, ``b_O``, ``b_out``) as fp32 on the CPU, None if absent."""
+    try:
+        w = getattr(bridge, name)
+    except AttributeError:  # the architecture has no such weight (Llama: no W_pos, no biases)
+        return None
+    return None if w is None else w.detach().float().cpu()
+
+
 def direct_logit_attribution(lm: LoadedModel, rec: Recording, contrast: bool = False) -> Attribution:
-    """Direct logit attribution of the first answer token (or answer minus foil)."""
+    """Direct logit attribution of the first answer token (or answer minus foil).
+
+    Each part is the component's write at the last prompt position, centred over
+    ``d_model`` for a LayerNorm model (the final norm's centring is linear), divided by the
+    final norm's recorded scale and dotted with ``g * W_U[:, t]``. ``embed`` includes the
+    learned position embedding (GPT-2). ``attn`` and ``mlp`` are the sums of their heads and
+    neurons; constant terms go to ``bias``: ``b_U[t]``, the final norm's bias
+    ``b . W_U[:, t]`` (LayerNorm) and each layer's attention and MLP output biases
+    (``b_O``, ``b_out``; GPT-2, GPT-NeoX).
+    """
     bridge = lm.bridge
     n_layers = bridge.cfg.n_layers
     hooks = ([hook_name("embed"), hook_name("final_scale")] + layer_hooks("attn_out", n_layers)
              + layer_hooks("mlp_out", n_layers) + layer_hooks("z", n_layers))
-    cache = _cache(lm, rec, hooks)
+    w_pos = _weight(bridge, "W_pos")  # [n_ctx, d_model]: learned positions (GPT-2), else None
+    extra = {} if w_pos is None else {"hook_pos_embed": w_pos[rec.rows("last")[:, 1]]}  # [n, d_model]
+    cache = _cache(lm, rec, hooks, extra)
     first = rec.stat("first_id")
     foil = rec.stat("foil_id") if contrast else None
     if foil is not None and bool((foil < 0).any()):
         raise ValueError("contrast=True needs a foil for every query")
     dirs = unembed_directions(bridge, first, foil)  # [n, d_model]
+    centred = bridge.cfg.normalization_type in ("LN", "LNPre")
+    dirs_c = dirs - dirs.mean(-1, keepdim=True) if centred else dirs  # x_c . d == x . d_c
     with torch.no_grad():
-        resid = cache.decompose_resid(layer=-1, apply_ln=True)[:, :, 0]  # [1 + 2L, n, d_model]
+        resid, labels = cache.decompose_resid(layer=-1, apply_ln=True, return_labels=True)
         heads = cache.stack_head_results(layer=-1, apply_ln=True)[:, :, 0]  # [L*H, n, d_model]
-    resid_dla = torch.einsum("cnd,nd->nc", resid.float(), dirs)  # [n, 1 + 2L]
+    resid_dla = torch.einsum("cnd,nd->nc", resid[:, :, 0].float(), dirs)  # [n, 1 (+1) + 2L]
     head_dla = torch.einsum("cnd,nd->nc", heads.float(), dirs)  # [n, L*H]
     scale = rec.act(hook_name("final_scale"), "last").reshape(-1)  # [n]
     post = stack_layers(rec, "mlp_post", n_layers)  # [n, L, d_mlp]
-    neurons = neuron_logit_contributions(bridge, post, dirs, scale)
+    neurons = neuron_logit_contributions(bridge, post, dirs_c, scale)  # [n, L, d_mlp]
+    attn = resid_dla[:, [labels.index(f"{L}_attn_out") for L in range(n_layers)]]  # [n, L]
+    mlp = resid_dla[:, [labels.index(f"{L}_mlp_out") for L in range(n_layers)]]  # [n, L]
+    embed = resid_dla[:, [i for i, lab in enumerate(labels) if lab in ("embed", "pos_embed")]].sum(1)
+    bias = unembed_bias(bridge, first, foil) + _final_norm_bias(bridge, first, foil)  # [n]
+    # Output biases: in hook_attn_out / hook_mlp_out, in no head or neuron; moved to `bias`.
+    b_o, b_out = _weight(bridge, "b_O"), _weight(bridge, "b_out")  # [L, d_model] or None
+    if b_o is not None:
+        term = (dirs_c @ b_o.T) / scale[:, None]  # [n, L]
+        attn, bias = attn - term, bias + term.sum(1)
+    if b_out is not None:
+        term = (dirs_c @ b_out.T) / scale[:, None]  # [n, L]
+        mlp, bias = mlp - term, bias + term.sum(1)
     logit = rec.stat("first_logit") - (rec.stat("foil_logit") if contrast else 0.0)
-    return Attribution(
-        "dla_contrast" if contrast else "dla", resid_dla[:, 0], resid_dla[:, 1::2],
-        resid_dla[:, 2::2], head_dla.reshape(len(first), n_layers, -1), neurons,
-        unembed_bias(bridge, first, foil), logit)
+    return Attribution("dla_contrast" if contrast else "dla", embed, attn, mlp,
+                       head_dla.reshape(len(first), n_layers, -1), neurons, bias, logit)
+
+
+def _final_norm_bias(bridge: Any, tokens: Tensor, minus: Tensor | None) -> Float[Tensor, "n"]:
+    """``b . W_U[:, t]`` for a final LayerNorm's bias ``b`` (zero for RMSNorm, and once
+    weight processing has folded ``b`` into ``b_U``)."""
+    ln = bridge.ln_final
+    b = getattr(getattr(ln, "_original_component", ln), "bias", None)
+    if b is None:
+        return torch.zeros(len(tokens))
+    wu = bridge.W_U.detach().float().cpu()  # [d_model, vocab]
+    dirs = wu[:, tokens.long()].T - (wu[:, minus.long()].T if minus is not None else 0.0)
+    return dirs @ b.detach().float().cpu()
 
 
 def grad_x_act(lm: LoadedModel, rec: Recording, pos: str = "last") -> Attribution:
@@ -132,24 +181,53 @@ def grad_x_act(lm: LoadedModel, rec: Recording, pos: str = "last") -> Attributio
                        torch.full((n,), float("nan")))
 
 
-def logit_lens(lm: LoadedModel, rec: Recording) -> Float[Tensor, "n L"]:
-    """Log-prob of the first answer token read from the residual after each layer."""
-    bridge = lm.bridge
-    resid = stack_layers(rec, "resid_post", bridge.cfg.n_layers)  # [n, L, d_model]
-    ln = bridge.ln_final
-    eps = float(getattr(getattr(ln, "_original_component", ln), "variance_epsilon",
-                        getattr(bridge.cfg, "eps", 1e-6)))
-    normed = resid / (resid.pow(2).mean(-1, keepdim=True) + eps).sqrt()  # [n, L, d_model]
-    from interp.kv import final_norm_weight
+def final_norm(lm: LoadedModel) -> torch.nn.Module:
+    """The HF model's own final norm (``model.norm``, ``transformer.ln_f``,
+    ``gpt_neox.final_layer_norm``, ...), found by the name of the module the bridge's
+    ``ln_final`` wraps, else by the usual attribute names.
 
-    wu = bridge.W_U.detach().float().cpu() * final_norm_weight(bridge)[:, None]  # [d_model, vocab]
-    b_u = bridge.b_U.detach().float().cpu() if bridge.b_U is not None else torch.zeros(wu.shape[1])
+    It is taken from ``lm.hf``, whose weights no weight processing touches, so that it
+    matches ``lm.hf.get_output_embeddings()`` under every ``processing`` (the bridge's own
+    copy has the norm weight and bias folded into ``W_U`` under ``fold_ln``).
+    """
+    name = getattr(getattr(lm.bridge, "ln_final", None), "name", None)
+    if name:
+        try:
+            return lm.hf.get_submodule(name)
+        except AttributeError:
+            pass
+    base = getattr(lm.hf, getattr(lm.hf, "base_model_prefix", ""), lm.hf)  # the decoder stack
+    for attr in ("norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f"):
+        found = getattr(base, attr, None)
+        if isinstance(found, torch.nn.Module):
+            return found
+    raise ValueError(f"{type(lm.hf).__name__}: cannot find the final norm module (the bridge's "
+                     f"ln_final names {name!r})")
+
+
+def logit_lens(lm: LoadedModel, rec: Recording, chunk: int = 16) -> Float[Tensor, "n L"]:
+    """Log-prob of the first answer token read from the residual after each layer.
+
+    Each recorded ``resid_post`` (last prompt position) goes through the model's own final
+    norm (:func:`final_norm`: RMSNorm for Llama, LayerNorm with centring and bias for GPT-2
+    and GPT-NeoX) and its unembedding (with its bias, if any), in fp32 on the CPU. At the
+    last layer this is the model's own log-prob (``rec.stat("first_logprob")``).
+    """
+    n_layers = lm.bridge.cfg.n_layers
+    check_fired(rec.hooks, layer_hooks("resid_post", n_layers), "logit_lens (hooks not recorded)")
+    resid = stack_layers(rec, "resid_post", n_layers)  # [n, L, d_model]
+    norm = copy.deepcopy(final_norm(lm)).to(device="cpu", dtype=torch.float32)
+    unembed = lm.hf.get_output_embeddings()
+    w_u = unembed.weight.detach().float().cpu()  # [vocab, d_model]
+    b_u = getattr(unembed, "bias", None)
+    b_u = None if b_u is None else b_u.detach().float().cpu()  # [vocab]
     first = rec.stat("first_id").long()
     out = []
-    for i in range(0, len(first), 16):  # chunks: [16, L, vocab] at a time
-        logits = normed[i: i + 16] @ wu + b_u  # [chunk, L, vocab]
-        tgt = logits.gather(-1, first[i: i + 16, None, None].expand(-1, logits.shape[1], 1))[..., 0]
-        out.append(tgt - logits.logsumexp(-1))  # [chunk, L]
+    with torch.no_grad():
+        for i in range(0, len(first), chunk):  # [chunk, L, vocab] at a time
+            logits = torch.nn.functional.linear(norm(resid[i: i + chunk]), w_u, b_u)  # [chunk, L, vocab]
+            tgt = logits.gather(-1, first[i: i + chunk, None, None].expand(-1, n_layers, 1))[..., 0]
+            out.append(tgt - logits.logsumexp(-1))  # [chunk, L]
     return torch.cat(out)
 
 

@@ -11,7 +11,7 @@ Example::
     summary = run_inside_analysis("runs/exp1-cpu", n_facts=10)
     print(summary["finetuned"]["dla_contrast"]["summary"])
 
-CLI: ``rct analyse RUN [--n-facts N] [--device cpu]`` (or ``python -m experiments.exp1.analyse RUN``).
+CLI: ``rct analyse RUN [--n-facts N] [--trace-facts N] [--sections causal_tracing,...] [--device cpu]`` (or ``python -m experiments.exp1.analyse RUN``).
 """
 
 from __future__ import annotations
@@ -22,14 +22,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
+from analysis.causal import CausalConfig
 from analysis.inside import InsideConfig, inside_analysis
 from experiments.exp1.data import load_exp1
 from interp.models import load_model
 
 
 def run_inside_analysis(run_dir: str | Path, n_facts: int | None = None, device: str = "cpu",
-                        progress: bool = True, config: InsideConfig | None = None) -> dict[str, Any]:
-    """Run the whole analysis on a finished experiment 1 run; returns the summary dict."""
+                        progress: bool = True, config: InsideConfig | None = None,
+                        causal: CausalConfig | None = CausalConfig()) -> dict[str, Any]:
+    """Run the whole analysis on a finished experiment 1 run; returns the summary dict.
+    ``causal=None`` skips the causal sections (tracing, weight reverts, probes, key-value)."""
     run_dir = Path(run_dir)
     cfg = config or InsideConfig()
     if n_facts is not None:
@@ -39,7 +42,7 @@ def run_inside_analysis(run_dir: str | Path, n_facts: int | None = None, device:
     tuned = load_model(str(run_dir / "model"), device=device)
     base = load_model(run_cfg["model"], device=device)
     return inside_analysis(tuned, base, ds, run_dir / "analysis", run_dir=run_dir,
-                           base_model=run_cfg["model"], config=cfg, progress=progress)
+                           base_model=run_cfg["model"], config=cfg, progress=progress, causal=causal)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,10 +52,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--prompts-per-fact", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--trace-facts", type=int, default=CausalConfig.n_facts_trace,
+                   help="facts per query set in causal tracing (default %(default)s)")
+    p.add_argument("--sections", default=",".join(CausalConfig.sections),
+                   help="causal sections to run, comma-separated, or 'none' (default: all)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     cfg = InsideConfig(n_facts=a.n_facts, prompts_per_fact=a.prompts_per_fact, batch_size=a.batch_size)
-    s = run_inside_analysis(a.run, device=a.device, progress=not a.quiet, config=cfg)
+    sections = tuple(x for x in a.sections.split(",") if x and x != "none")
+    try:
+        causal = (CausalConfig(n_facts_trace=a.trace_facts, n_facts=a.n_facts, sections=sections,
+                               batch_size=a.batch_size) if sections else None)
+    except ValueError as e:
+        p.error(str(e))
+    s = run_inside_analysis(a.run, device=a.device, progress=not a.quiet, config=cfg, causal=causal)
     print(s["finetuned"][s["finetuned"]["top_neurons"]["kind"]]["summary"])
     print(f"wrote {a.run / 'analysis'}")
     return 0

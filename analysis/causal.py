@@ -1,0 +1,252 @@
+"""The causal analysis of a finetuned model against its base, in both directions.
+
+Four sections, each on the four query sets of :mod:`analysis.query_sets` (trained and
+reverse direction, for both prompt forms), each mean with a 95% bootstrap CI over facts:
+
+- ``causal_tracing`` (:mod:`interp.trace`): noise on the prompt's entity, clean states
+  restored per layer at the entity's last token, the first token after it and the last
+  token, for the residual stream, MLP and attention outputs; plus one full layer x token
+  trace per set (figures and an offline page).
+- ``weight_revert`` (:mod:`interp.weights`): each layer's weight change reverted in the
+  finetuned model, or applied alone to the base model; how many layers recover 50% and 90%
+  of the finetuning gain.
+- ``probes`` (:mod:`interp.probe`): logistic probes per layer, trained on some templates and
+  tested on unseen ones: which fact is this, at the description's last token and at the
+  name's last token; and a transfer probe trained at the name and tested at the description.
+- ``key_value`` (:mod:`analysis.storage`): MLP key change at the entity's last token against
+  untrained names; neurons ranked by activation x gradient for the fact's own answer;
+  attribution at every prompt position.
+
+Example::
+
+    summary = causal_analysis(tuned, base, ds, "runs/exp1-cpu/analysis",
+                              CausalConfig(n_facts_trace=4, n_facts=8))
+    summary["causal_tracing"]["finetuned"]["d2p_forward"]["effect"]["mlp"]["last entity"]
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from analysis.query_sets import SETS, QuerySet, query_sets, untrained_name_queries
+from analysis.stats import bootstrap_mean_ci
+from analysis.storage import key_value, position_attribution
+from analysis.trace_figures import category_heatmaps, effect_curves, token_heatmaps, trace_page
+from interp.trace import CATEGORIES, TraceConfig, causal_trace
+
+if TYPE_CHECKING:
+    from interp.models import LoadedModel
+
+KEY_COLUMNS = ("last entity", "first after", "last")
+
+
+@dataclass(frozen=True)
+class CausalConfig:
+    """Args:
+        n_facts_trace: facts per query set that are traced (one prompt each).
+        trace: the tracing settings for those facts (key positions by default).
+        example_trace: the settings of the one full layer x token trace per set.
+        n_facts: facts per set for probes and key-value (None: all).
+        n_facts_weights: facts per set for weight reverts (each variant rescores them all).
+        prompts_per_fact: prompts per fact for weight reverts and key-value.
+        sections: which sections to run.
+        batch_size: sequences per recording pass.
+        n_boot, seed: the bootstrap over facts.
+    """
+
+    n_facts_trace: int = 10
+    trace: TraceConfig = field(default_factory=lambda: TraceConfig(positions="key", n_noise=3, window=5))
+    example_trace: TraceConfig = field(default_factory=lambda: TraceConfig(
+        positions="all", n_noise=2, window=5, layer_stride=2))
+    n_facts: int | None = None
+    n_facts_weights: int | None = 8
+    prompts_per_fact: int = 1
+    sections: tuple[str, ...] = ("causal_tracing", "weight_revert", "probes", "key_value")
+    batch_size: int = 16
+    n_boot: int = 2000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        known = ("causal_tracing", "weight_revert", "probes", "key_value")
+        bad = [s for s in self.sections if s not in known]
+        if bad:
+            raise ValueError(f"CausalConfig.sections: unknown {bad}; known: {known}")
+        if self.n_facts_trace < 1 or (self.n_facts is not None and self.n_facts < 1):
+            raise ValueError("CausalConfig: n_facts_trace and n_facts must be >= 1")
+
+
+def _ci(values: Any, cfg: CausalConfig) -> dict[str, Any]:
+    return bootstrap_mean_ci(values, cfg.n_boot, cfg.seed)
+
+
+def tracing_section(models: dict[str, LoadedModel], sets: dict[str, QuerySet], cfg: CausalConfig,
+                    out: Path, progress: bool = True) -> tuple[dict[str, Any], list[Path]]:
+    """Causal tracing of every set on every model; summary and figures."""
+    res: dict[str, Any] = {"config": asdict(cfg.trace), "example_config": asdict(cfg.example_trace),
+                           "n_facts": cfg.n_facts_trace}
+    figs: list[Path] = []
+    examples: list[tuple[str, Path]] = []
+    for label, lm in models.items():
+        res[label] = {}
+        means: dict[str, dict[str, np.ndarray]] = {}
+        curves: dict[str, dict[str, dict[str, Any]]] = {c: {} for c in ("last entity", "last")}
+        for name, qs in sets.items():
+            tr = causal_trace(lm, qs.queries[: cfg.n_facts_trace], qs.entity, cfg.trace, progress)
+            cat = {s: tr.by_category(s).numpy() for s in tr.prob}  # [n, L, categories]
+            entry: dict[str, Any] = {
+                "layers": tr.layers, "n": len(tr.p_clean), "entity": qs.entity,
+                "direction": qs.direction,
+                "p_clean": _ci(tr.p_clean.numpy(), cfg), "p_corrupt": _ci(tr.p_corrupt.numpy(), cfg),
+                "effect": {}, "peak": {}}
+            for s, arr in cat.items():
+                entry["effect"][s], entry["peak"][s] = {}, {}
+                for col in KEY_COLUMNS:
+                    ci = _ci(arr[:, :, CATEGORIES.index(col)], cfg)
+                    entry["effect"][s][col] = ci
+                    m = np.array([np.nan if v is None else v for v in ci["mean"]])
+                    if np.isfinite(m).any():
+                        j = int(np.nanargmax(m))
+                        entry["peak"][s][col] = {"layer": tr.layers[j], "mean": ci["mean"][j],
+                                                 "low": ci["low"][j], "high": ci["high"][j]}
+                    curves.setdefault(col, {}).setdefault(name, {})[s] = ci
+            with np.errstate(invalid="ignore"):
+                import warnings
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    means[name] = {s: np.nanmean(arr, 0) for s, arr in cat.items()}
+            res[label][name] = entry
+            if label == "finetuned" or len(models) == 1:
+                ex = causal_trace(lm, qs.queries[:1], qs.entity, cfg.example_trace, progress=False)
+                stem = f"trace_{label}_{name}_example"
+                paths = token_heatmaps(ex, 0, out / "figures", stem,
+                                       f"{label}, {name} ({qs.direction}): {qs.queries[0].prompt!r} "
+                                       f"-> {qs.queries[0].target.split()[0]!r}")
+                figs += paths
+                examples.append((f"{label}, {name}: one query, every token", paths[1]))
+        layers = res[label][next(iter(sets))]["layers"]
+        p = category_heatmaps(means, layers, out / "figures", f"trace_{label}_categories",
+                              f"{label}: mean indirect effect by layer and position (n={cfg.n_facts_trace} facts per set)")
+        figs += p
+        examples.insert(0, (f"{label}: mean indirect effect by position category", p[1]))
+        for col, per in curves.items():
+            if per:
+                p = effect_curves(per, layers, out / "figures", f"trace_{label}_{col.replace(' ', '_')}",
+                                  f"{label}: indirect effect at the {col} token (95% CI over facts)")
+                figs += p
+                examples.insert(1, (f"{label}: indirect effect at the {col} token", p[1]))
+    page = trace_page(out / "pages" / "causal_tracing.html", "Causal tracing", examples,
+                      "Noise on the prompt's entity; clean states restored one layer (or a window "
+                      "of layers) at a time. Colours: restored probability of the answer's first token.")
+    res["page"] = str(page.relative_to(out))
+    return res, figs
+
+
+def weights_section(tuned: LoadedModel, base: LoadedModel, sets: dict[str, QuerySet],
+                    cfg: CausalConfig, out: Path, progress: bool = True) -> tuple[dict[str, Any], list[Path]]:
+    from analysis.weights_figures import localisation_curves
+    from interp.weights import localisation_summary, localise
+
+    pairs = {n: [(q.prompt, q.target) for q in qs.queries] for n, qs in sets.items()}
+    facts = {n: [q.meta["fact_id"] for q in qs.queries] for n, qs in sets.items()}
+    # sets are built per section: the weight reverts use their own (smaller) number of facts
+    loc = localise(tuned, base, pairs, batch_size=max(cfg.batch_size, 32), progress=progress)
+    summary = localisation_summary(loc, facts, n_boot=cfg.n_boot, seed=cfg.seed)
+    figs = localisation_curves(summary, out / "figures", "weight_revert")
+    return summary, figs
+
+
+def probes_section(models: dict[str, LoadedModel], ds: Any, cfg: CausalConfig, out: Path,
+                   progress: bool = True) -> tuple[dict[str, Any], list[Path]]:
+    from analysis.probe_figures import probe_curves
+    from interp.probe import layer_probes, layer_transfer
+
+    every = query_sets(ds, cfg.n_facts, prompts_per_fact=None)
+    res: dict[str, Any] = {}
+    curves: dict[str, dict[str, Any]] = {"description": {}, "name": {}, "transfer": {}}
+    for label, lm in models.items():
+        res[label] = {}
+        for name, qs in every.items():
+            where = f"entity:{qs.entity}:last"
+            r = _slim(layer_probes(lm, qs.queries, where, label_key="fact_id", template_key="template",
+                                   batch_size=cfg.batch_size, progress=progress).to_dict())
+            res[label][f"{name}@{qs.entity}"] = r
+            curves[qs.entity][f"{label} {name}"] = r
+        for subset, name_set, desc_set in (("d2p", "d2p_reverse", "d2p_forward"),
+                                           ("p2d", "p2d_forward", "p2d_reverse")):
+            r = layer_transfer(lm, every[name_set].queries, "entity:name:last",
+                               every[desc_set].queries, "entity:description:last",
+                               label_key="fact_id", batch_size=cfg.batch_size, progress=progress).to_dict()
+            r = _slim(r)
+            res[label][f"transfer_{subset}_name_to_description"] = r
+            curves["transfer"][f"{label} {subset}"] = r
+    figs: list[Path] = []
+    for kind, c in curves.items():
+        if c:
+            figs += probe_curves(c, out / "figures", f"probe_{kind}",
+                                 {"description": "Which fact? Probe at the description's last token",
+                                  "name": "Which fact? Probe at the name's last token",
+                                  "transfer": "Trained at the name, tested at the description"}[kind])
+    return res, figs
+
+
+def _slim(r: dict[str, Any]) -> dict[str, Any]:
+    """A probe result without its per-example lists (kept out of summary.json)."""
+    return {k: v for k, v in r.items() if k not in ("correct", "facts")}
+
+
+def key_value_section(tuned: LoadedModel, base: LoadedModel, ds: Any, sets: dict[str, QuerySet],
+                      cfg: CausalConfig) -> dict[str, Any]:
+    res: dict[str, Any] = {"key_value": {}, "positions": {}}
+    for name, qs in sets.items():
+        baseline = untrained_name_queries(ds, qs) if qs.entity == "name" else None
+        res["key_value"][name] = key_value(tuned, base, qs, baseline, batch_size=cfg.batch_size,
+                                           n_boot=cfg.n_boot, seed=cfg.seed)
+        res["positions"][name] = {label: position_attribution(lm, qs, cfg.batch_size, cfg.n_boot, cfg.seed)
+                                  for label, lm in (("finetuned", tuned), ("base", base))}
+    return res
+
+
+def causal_analysis(tuned: LoadedModel, base: LoadedModel, ds: Any, out: str | Path,
+                    config: CausalConfig | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run the sections of ``config`` and return ``{section: summary, "figures": [...],
+    "seconds": {section: s}}`` (paths relative to ``out``)."""
+    cfg = config or CausalConfig()
+    out = Path(out)
+    sets = query_sets(ds, cfg.n_facts, cfg.prompts_per_fact)
+    models = {"finetuned": tuned, "base": base}
+    res: dict[str, Any] = {"query_sets": {n: {"file": SETS[n][0], "entity": qs.entity,
+                                              "direction": qs.direction, "n_queries": len(qs.queries)}
+                                          for n, qs in sets.items()},
+                           "seconds": {}}
+    figs: list[Path] = []
+    for section in cfg.sections:
+        t0 = time.time()
+        if section == "causal_tracing":
+            trace_sets = query_sets(ds, cfg.n_facts_trace, 1)
+            res[section], f = tracing_section(models, trace_sets, cfg, out, progress)
+            figs += f
+        elif section == "weight_revert":
+            w_sets = query_sets(ds, cfg.n_facts_weights, cfg.prompts_per_fact)
+            res[section], f = weights_section(tuned, base, w_sets, cfg, out, progress)
+            figs += f
+        elif section == "probes":
+            res[section], f = probes_section(models, ds, cfg, out, progress)
+            figs += f
+        else:
+            res[section] = key_value_section(tuned, base, ds, sets, cfg)
+        res["seconds"][section] = round(time.time() - t0, 1)
+    res["figures"] = [str(p.relative_to(out)) for p in figs]
+    return res
+
+
+def small_config(**kw: Any) -> CausalConfig:
+    """A configuration for tiny models and tests: few facts, few noise samples."""
+    base = CausalConfig(n_facts_trace=2, n_facts=4, n_boot=200,
+                        trace=TraceConfig(positions="key", n_noise=2, window=2),
+                        example_trace=TraceConfig(positions="all", n_noise=2, window=2))
+    return replace(base, **kw)

@@ -1,0 +1,440 @@
+"""Where did finetuning put the fact? Weight-change localisation by swapping parameter groups.
+
+Finetuning on "A is B" changes every weight a little. To find the changes that matter for a
+query set (forward "A is" -> " B", reverse "B is" -> " A"), parameters are split into groups
+(:func:`param_groups`: per layer ``attn``, ``mlp``, ``norm``; outside the layers ``embed``,
+``final_norm``, ``other``) and a group's values are swapped between the finetuned and the
+base model (:func:`swapped`). With the completion log-prob as the metric:
+
+- **revert** ``(L, kind)``: the finetuned model with that group set back to its base values.
+  ``lp_tuned - revert`` is how much the finetuned behaviour *depends on* that change.
+- **apply** ``(L, kind)``: the base model with only that group's finetuned values.
+  ``apply - lp_base`` is how much that change *alone* gives (sufficiency).
+- also per whole layer (its attention, MLP and norms together) and for the non-layer group
+  (embeddings, unembedding, final norm, anything else);
+- **cumulative**: layers ranked by their own apply effect (per query set), then the top ``k``
+  layers applied together, ``k = 1..n_layers``, and a last point that adds the non-layer
+  group, which is the finetuned model exactly. The curve over layers alone may stop short
+  of the full gain because the embeddings and final norm changed too. ``k50`` / ``k90``: the
+  smallest ``k`` whose top-``k`` layers recover 50% / 90% of the mean finetuning gain
+  ``mean(lp_tuned - lp_base)`` (None when never reached over the layers, or when the gain
+  is not positive).
+
+All swaps are in-place copies into ``tuned.hf``'s own tensors (the bridge shares them), from a
+clone of its values taken once and from ``base.hf`` (never written); the finetuned weights
+are always restored, bit for bit, at the end (this costs one extra copy of the parameters).
+Scoring goes through ``tuned.hf``; a bridge built with weight processing holds its own copy of
+the weights and does not see the swaps. Each configuration is scored once for all query sets
+that need it.
+
+Example::
+
+    base = load_model("tiny:n_layers=3,d_model=64,seed=1")
+    tuned = load_model("tiny:n_layers=3,d_model=64,seed=2")    # a finetuned run's model
+    loc = localise(tuned, base, {"forward_d2p": [("The composer of X is", " Orla")]})
+    loc.sets["forward_d2p"].revert         # [layer, kind, pair] log-probs, kinds ("attn", "mlp")
+    localisation_summary(loc)["sets"]["forward_d2p"]["k50"]
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Hashable, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from interp.scoring import score_completions
+
+if TYPE_CHECKING:
+    from interp.models import LoadedModel
+
+Group = tuple[int | None, str]  # (layer, kind), layer None outside the blocks
+LAYER_KINDS = ("attn", "mlp", "norm")
+NON_LAYER_KINDS = ("embed", "final_norm", "other")
+
+_LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks)\.(\d+)\.([^.]+)")
+_MLP_NAMES = ("fc1", "fc2", "feed_forward", "ffn", "block_sparse_moe")
+_EMBED_NAMES = ("wte", "wpe", "lm_head")
+
+
+def _layer_kind(name: str, sub: str) -> str:
+    if "norm" in sub or sub.startswith("ln"):
+        return "norm"
+    if "attn" in sub or "attention" in sub:
+        return "attn"
+    if "mlp" in sub or sub in _MLP_NAMES:
+        return "mlp"
+    raise ValueError(f"param_groups: cannot tell the kind of {name!r} (submodule {sub!r}): "
+                     "expected attn/attention/self_attn, mlp, or a norm (norm, ln_*)")
+
+
+def _non_layer_kind(name: str) -> str:
+    parts = name.split(".")[:-1]
+    if any("embed" in p or p in _EMBED_NAMES for p in parts):
+        return "embed"
+    if any("norm" in p or p.startswith("ln") for p in parts):
+        return "final_norm"
+    return "other"
+
+
+def param_groups(model: nn.Module) -> dict[Group, list[str]]:
+    """Every parameter name of a HF causal LM, grouped by ``(layer, kind)``.
+
+    Per layer (``model.layers.L``, ``transformer.h.L``, ``gpt_neox.layers.L``, ``blocks.L``):
+    ``attn`` (attn, attention, self_attn), ``mlp`` and ``norm`` (any ln_* or *norm* module).
+    Outside the layers: ``(None, "embed")`` (token and position embeddings, unembedding),
+    ``(None, "final_norm")`` and ``(None, "other")``. Tied weights appear once (under the
+    name ``named_parameters`` keeps). Keys are ordered by layer, then kind; non-layer last.
+
+    Raises:
+        ValueError: no parameter sits in a numbered layer, or a layer parameter's kind is
+            not recognised.
+    """
+    found: dict[Group, list[str]] = {}
+    for name, _ in model.named_parameters():
+        m = _LAYER.search(name)
+        key = (int(m.group(1)), _layer_kind(name, m.group(2))) if m else (None, _non_layer_kind(name))
+        found.setdefault(key, []).append(name)
+    if not any(layer is not None for layer, _ in found):
+        raise ValueError(f"param_groups: no parameter of {type(model).__name__} is in a numbered "
+                         "layer (expected names like model.layers.0.*, transformer.h.0.*)")
+    order = {k: i for i, k in enumerate(LAYER_KINDS + NON_LAYER_KINDS)}
+    return dict(sorted(found.items(), key=lambda kv: (kv[0][0] is None, kv[0][0] or 0, order[kv[0][1]])))
+
+
+def n_layers_of(groups: Mapping[Group, Any]) -> int:
+    """Number of layers in a :func:`param_groups` mapping (highest layer index + 1)."""
+    return 1 + max(layer for layer, _ in groups if layer is not None)
+
+
+def _check_compatible(target: nn.Module, source: nn.Module) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    t, s = dict(target.named_parameters()), dict(source.named_parameters())
+    for name in t:
+        if name not in s:
+            raise ValueError(f"models differ: parameter {name!r} of the target is not in the source")
+        if t[name].shape != s[name].shape or t[name].dtype != s[name].dtype:
+            raise ValueError(f"models differ at parameter {name!r}: target {tuple(t[name].shape)} "
+                             f"{t[name].dtype}, source {tuple(s[name].shape)} {s[name].dtype} "
+                             "(load both with the same architecture and dtype)")
+    extra = [n for n in s if n not in t]
+    if extra:
+        raise ValueError(f"models differ: parameter {extra[0]!r} of the source is not in the target")
+    return t, s
+
+
+def _names(groups_map: Mapping[Group, list[str]], groups: Iterable[Group]) -> list[str]:
+    out = []
+    for g in groups:
+        if g not in groups_map:
+            raise ValueError(f"unknown parameter group {g!r}; groups are {list(groups_map)}")
+        out += groups_map[g]
+    return out
+
+
+@contextmanager
+def swapped(target_model: nn.Module, source_model: nn.Module, groups: Iterable[Group]) -> Iterator[nn.Module]:
+    """Temporarily give ``target_model`` the source's values of the parameters in ``groups``
+    (keys of :func:`param_groups`), copied in place; the target's own values come back on
+    exit, also on an exception. The source is only read.
+
+    Example::
+
+        with swapped(tuned.hf, base.hf, [(1, "mlp")]):   # layer 1's MLP reverted
+            s = score_completions(tuned, pairs)
+
+    Raises:
+        ValueError: the two models' parameter names, shapes or dtypes differ (the first
+            mismatching parameter is named), or a group is unknown.
+    """
+    t, s = _check_compatible(target_model, source_model)
+    names = _names(param_groups(target_model), groups)
+    saved = {n: t[n].detach().clone() for n in names}
+    try:
+        with torch.no_grad():
+            for n in names:
+                t[n].data.copy_(s[n].data)
+        yield target_model
+    finally:
+        with torch.no_grad():
+            for n in names:
+                t[n].data.copy_(saved[n])
+
+
+@dataclass(frozen=True)
+class SetLocalisation:
+    """Per-pair completion log-probs (nats, summed over completion tokens) of one query set.
+
+    Args:
+        pairs: the ``(prompt, completion)`` pairs, in the order of every ``pair`` axis.
+        lp_tuned, lp_base: ``[pair]`` under the finetuned and the base model.
+        revert, apply: ``[layer, kind, pair]``: finetuned with one group reverted to base /
+            base with only that group finetuned (kinds as in :attr:`WeightLocalisation.kinds`).
+        revert_layer, apply_layer: ``[layer, pair]``: the same for a whole layer (all kinds).
+        revert_non_layer, apply_non_layer: ``[pair]``: the same for all non-layer groups.
+        order: layers by decreasing mean ``apply_layer - lp_base`` (ties: lower layer first).
+        cumulative: ``[n_layers + 1, pair]``: row ``k - 1`` is base with the top-``k`` layers of
+            ``order`` applied (``k = 1..n_layers``); the last row adds the non-layer group,
+            which is the finetuned model (equal to ``lp_tuned``).
+        k50, k90: smallest ``k`` (layers only) recovering 50% / 90% of the mean gain, or None.
+    """
+
+    pairs: tuple[tuple[str, str], ...]
+    lp_tuned: Float[Tensor, " pair"]
+    lp_base: Float[Tensor, " pair"]
+    revert: Float[Tensor, "layer kind pair"]
+    apply: Float[Tensor, "layer kind pair"]
+    revert_layer: Float[Tensor, "layer pair"]
+    apply_layer: Float[Tensor, "layer pair"]
+    revert_non_layer: Float[Tensor, " pair"]
+    apply_non_layer: Float[Tensor, " pair"]
+    order: tuple[int, ...]
+    cumulative: Float[Tensor, "k pair"]
+    k50: int | None
+    k90: int | None
+
+    @property
+    def gain(self) -> Float[Tensor, " pair"]:
+        """``lp_tuned - lp_base``: what finetuning did to each pair."""
+        return self.lp_tuned - self.lp_base
+
+    def recovered(self) -> Float[Tensor, " k"] | None:
+        """Fraction of the mean gain recovered at each cumulative point; None if gain <= 0."""
+        g = float(self.gain.mean())
+        return None if g <= 0 else (self.cumulative - self.lp_base).mean(-1) / g
+
+
+@dataclass(frozen=True)
+class WeightLocalisation:
+    """The result of :func:`localise`.
+
+    Args:
+        sets: query set name -> :class:`SetLocalisation`.
+        kinds: the kinds on the ``kind`` axis of ``revert`` / ``apply``.
+        n_layers: number of layers.
+        groups: parameter group -> parameter names (:func:`param_groups` of the model).
+        n_variants: number of distinct weight configurations scored.
+    """
+
+    sets: dict[str, SetLocalisation]
+    kinds: tuple[str, ...]
+    n_layers: int
+    groups: dict[Group, list[str]]
+    n_variants: int
+
+
+def _first_k(fraction: Tensor | None, threshold: float) -> int | None:
+    if fraction is None:
+        return None
+    hit = (fraction[:-1] >= threshold).nonzero()  # layers only, not the +non-layer point
+    return None if hit.numel() == 0 else int(hit[0, 0]) + 1
+
+
+class _Mixer:
+    """Sets ``target``'s parameters, group by group, to tuned (cloned once) or base values."""
+
+    def __init__(self, target: nn.Module, base: nn.Module, groups: dict[Group, list[str]]):
+        self.t, self.b = _check_compatible(target, base)
+        self.groups = groups
+        self.tuned = {n: p.detach().clone() for n, p in self.t.items()}
+        self.is_tuned = {g: True for g in groups}
+
+    @torch.no_grad()
+    def set(self, tuned_groups: frozenset[Group]) -> None:
+        for g, names in self.groups.items():
+            want = g in tuned_groups
+            if want != self.is_tuned[g]:
+                for n in names:
+                    self.t[n].data.copy_((self.tuned if want else self.b)[n])
+                self.is_tuned[g] = want
+
+
+def localise(tuned: LoadedModel, base: LoadedModel, query_sets: Mapping[str, Sequence[tuple[str, str]]],
+             *, kinds: Sequence[str] = ("attn", "mlp"), batch_size: int = 32,
+             progress: bool = True) -> WeightLocalisation:
+    """Revert / apply each parameter group's finetuning change and score every query set.
+
+    Args:
+        tuned, base: the finetuned model and the model it started from (same architecture,
+            dtype and tokenizer). ``tuned.hf`` is the working model: its weights change during
+            the call and are restored bit for bit at the end (also on an exception).
+        query_sets: name -> ``(prompt, completion)`` pairs, e.g. ``forward_d2p``, ``reverse_p2d``.
+        kinds: layer kinds reverted / applied one by one (subset of ``attn``, ``mlp``, ``norm``);
+            whole-layer variants always include all of a layer's kinds.
+        batch_size: passed to :func:`interp.scoring.score_completions`.
+        progress: a tqdm bar over the weight configurations.
+    """
+    kinds = tuple(kinds)
+    bad = [k for k in kinds if k not in LAYER_KINDS]
+    if bad or not kinds:
+        raise ValueError(f"kinds: expected a non-empty subset of {LAYER_KINDS}, got {kinds!r}")
+    if not query_sets or any(len(v) == 0 for v in query_sets.values()):
+        raise ValueError("query_sets: expected at least one set, each with at least one pair")
+    if tuned.hf is base.hf:
+        raise ValueError("tuned and base are the same model object")
+    if tuned.bos_token_id != base.bos_token_id or len(tuned.tokenizer) != len(base.tokenizer):
+        raise ValueError("tuned and base differ in BOS token or vocabulary size; "
+                         "localisation needs the same tokenisation for both")
+    groups = param_groups(tuned.hf)
+    n_layers = n_layers_of(groups)
+    missing = [(L, k) for L in range(n_layers) for k in kinds if (L, k) not in groups]
+    if missing:
+        raise ValueError(f"kinds: group {missing[0]!r} has no parameters in this model")
+    every = frozenset(groups)
+    layer = [frozenset(g for g in groups if g[0] == L) for L in range(n_layers)]
+    non_layer = frozenset(g for g in groups if g[0] is None)
+    pairs = {name: list(v) for name, v in query_sets.items()}
+
+    mixer = _Mixer(tuned.hf, base.hf, groups)
+    cache: dict[tuple[frozenset[Group], str], Tensor] = {}
+    bar = tqdm(total=0, desc="weight variants", unit="variant", disable=not progress)
+
+    def run(configs: list[tuple[frozenset[Group], list[str]]]) -> None:
+        todo: dict[frozenset[Group], list[str]] = {}
+        for cfg, names in configs:
+            todo.setdefault(cfg, [])
+            todo[cfg] += [n for n in names if (cfg, n) not in cache and n not in todo[cfg]]
+        todo = {c: ns for c, ns in todo.items() if ns}
+        bar.total += len(todo)
+        bar.refresh()
+        for cfg, names in todo.items():
+            mixer.set(cfg)
+            flat = [p for n in names for p in pairs[n]]
+            scores = [s.total for s in score_completions(tuned, flat, batch_size=batch_size)]
+            start = 0
+            for n in names:
+                cache[(cfg, n)] = torch.tensor(scores[start : start + len(pairs[n])], dtype=torch.float64)
+                start += len(pairs[n])
+            bar.update(1)
+
+    def get(cfg: frozenset[Group], name: str) -> Tensor:
+        return cache[(cfg, name)]
+
+    all_sets = list(pairs)
+    revert_cfgs = ([every - {(L, k)} for L in range(n_layers) for k in kinds]
+                   + [every - s for s in layer] + [every - non_layer])
+    apply_cfgs = ([frozenset({(L, k)}) for L in range(n_layers) for k in kinds] + layer + [non_layer])
+    try:
+        run([(c, all_sets) for c in [every, *revert_cfgs, frozenset(), *apply_cfgs]])
+        orders = {}
+        for name in all_sets:
+            effect = torch.stack([get(layer[L], name) - get(frozenset(), name)
+                                  for L in range(n_layers)]).mean(-1)  # [layer]
+            orders[name] = tuple(sorted(range(n_layers), key=lambda L: (-float(effect[L]), L)))
+
+        def cumulative_cfgs(name: str) -> list[frozenset[Group]]:
+            tops = [frozenset().union(*(layer[L] for L in orders[name][:k])) for k in range(1, n_layers + 1)]
+            return tops + [tops[-1] | non_layer]
+
+        run([(c, [name]) for name in all_sets for c in cumulative_cfgs(name)])
+    finally:
+        mixer.set(every)
+        bar.close()
+
+    out = {}
+    for name in all_sets:
+        def grid(cfgs: list[frozenset[Group]]) -> Tensor:  # [layer, kind, pair]
+            return torch.stack([get(c, name) for c in cfgs]).reshape(n_layers, len(kinds), -1)
+
+        lp_tuned, lp_base = get(every, name), get(frozenset(), name)
+        cum = torch.stack([get(c, name) for c in cumulative_cfgs(name)])  # [n_layers + 1, pair]
+        gain = float((lp_tuned - lp_base).mean())
+        frac = None if gain <= 0 else (cum - lp_base).mean(-1) / gain
+        out[name] = SetLocalisation(
+            pairs=tuple(pairs[name]), lp_tuned=lp_tuned, lp_base=lp_base,
+            revert=grid(revert_cfgs[: n_layers * len(kinds)]),
+            apply=grid(apply_cfgs[: n_layers * len(kinds)]),
+            revert_layer=torch.stack([get(every - s, name) for s in layer]),
+            apply_layer=torch.stack([get(s, name) for s in layer]),
+            revert_non_layer=get(every - non_layer, name), apply_non_layer=get(non_layer, name),
+            order=orders[name], cumulative=cum, k50=_first_k(frac, 0.5), k90=_first_k(frac, 0.9))
+    return WeightLocalisation(out, kinds, n_layers, groups, len({c for c, _ in cache}))
+
+
+def _cluster_bootstrap(values: np.ndarray, units: np.ndarray, n_boot: int, rng: np.random.Generator
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pair means of ``values`` ``[stat, pair]`` and 95% percentile CIs from resampling units
+    (facts) with all their pairs: returns mean, low, high, each ``[stat]``."""
+    n_units = int(units.max()) + 1
+    sums = np.zeros((values.shape[0], n_units))
+    np.add.at(sums.T, units, values.T)  # [stat, unit]
+    counts = np.bincount(units, minlength=n_units).astype(float)  # [unit]
+    draws = rng.integers(0, n_units, size=(n_boot, n_units))
+    times = np.stack([np.bincount(d, minlength=n_units) for d in draws]).astype(float)  # [boot, unit]
+    boots = (times @ sums.T) / (times @ counts)[:, None]  # [boot, stat]
+    lo, hi = np.percentile(boots, [2.5, 97.5], axis=0)
+    return values.mean(1), lo, hi
+
+
+def _stat(mean: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> dict[str, list[float]]:
+    return {"mean": mean.tolist(), "ci_low": lo.tolist(), "ci_high": hi.tolist()}
+
+
+def localisation_summary(loc: WeightLocalisation,
+                         groups_per_pair: Mapping[str, Sequence[Hashable]] | None = None,
+                         n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """A JSON-serialisable summary of :func:`localise`: per query set, means over pairs with
+    95% bootstrap CIs of the finetuning gain (``lp_tuned - lp_base``), each group's revert loss
+    (``lp_tuned - revert``: how much the change is needed) and apply gain (``apply - lp_base``:
+    how much it gives alone), per kind and per whole layer (``"layer"``) and for the non-layer
+    group; the cumulative curve (gain and fraction of the mean gain recovered; its last point
+    adds the non-layer group) and ``k50`` / ``k90``.
+
+    Args:
+        groups_per_pair: set name -> the fact id of each pair; the bootstrap resamples facts
+            (with all their pairs), not prompts. None: each pair is its own unit.
+        n_boot: bootstrap resamples.
+        seed: seeds the ``numpy.random.Generator`` of the bootstrap.
+    """
+    rng = np.random.default_rng(seed)
+    sets: dict[str, Any] = {}
+    for name, s in loc.sets.items():
+        n = len(s.pairs)
+        if groups_per_pair is None:
+            units = np.arange(n)
+        else:
+            if name not in groups_per_pair or len(groups_per_pair[name]) != n:
+                raise ValueError(f"groups_per_pair[{name!r}]: expected one fact id per pair ({n})")
+            _, units = np.unique(np.asarray([str(g) for g in groups_per_pair[name]]), return_inverse=True)
+        L, K = loc.n_layers, len(loc.kinds)
+        lt, lb = s.lp_tuned.numpy(), s.lp_base.numpy()
+        rows = np.concatenate([
+            (lt - lb)[None],                                          # gain
+            (lt - s.revert.numpy()).reshape(L * K, n),                # revert loss per kind
+            lt - s.revert_layer.numpy(),                              # revert loss per layer
+            (s.apply.numpy() - lb).reshape(L * K, n),                 # apply gain per kind
+            s.apply_layer.numpy() - lb,                               # apply gain per layer
+            np.stack([lt - s.revert_non_layer.numpy(), s.apply_non_layer.numpy() - lb]),
+            s.cumulative.numpy() - lb,                                # cumulative gain [L + 1]
+        ])  # [stat, pair]
+        mean, lo, hi = _cluster_bootstrap(rows, units, n_boot, rng)
+        cut = np.cumsum([1, L * K, L, L * K, L, 2])
+        m, a, b = (np.split(x, cut) for x in (mean, lo, hi))
+
+        def effects(i_kind: int, i_layer: int) -> dict[str, Any]:
+            out = {k: _stat(*(x[i_kind].reshape(L, K)[:, j] for x in (m, a, b)))
+                   for j, k in enumerate(loc.kinds)}
+            out["layer"] = _stat(m[i_layer], a[i_layer], b[i_layer])
+            return out
+
+        frac = s.recovered()
+        sets[name] = {
+            "n_pairs": n, "n_units": int(units.max()) + 1,
+            "unit": "pair" if groups_per_pair is None else "fact",
+            "lp_tuned": float(lt.mean()), "lp_base": float(lb.mean()),
+            "gain": {"mean": float(m[0][0]), "ci_low": float(a[0][0]), "ci_high": float(b[0][0])},
+            "revert_loss": effects(1, 2), "apply_gain": effects(3, 4),
+            "non_layer": {key: {"mean": float(m[5][i]), "ci_low": float(a[5][i]), "ci_high": float(b[5][i])}
+                          for i, key in enumerate(("revert_loss", "apply_gain"))},
+            "cumulative": {"order": list(s.order), "k": list(range(1, L + 1)) + ["all+non_layer"],
+                           "gain": _stat(m[6], a[6], b[6]),
+                           "fraction": None if frac is None else frac.tolist()},
+            "k50": s.k50, "k90": s.k90,
+        }
+    return {"n_layers": loc.n_layers, "kinds": list(loc.kinds), "n_boot": n_boot, "seed": seed,
+            "n_variants": loc.n_variants, "sets": sets}
