@@ -53,19 +53,25 @@ class CausalConfig:
         example_trace: the settings of the one full layer x token trace per set.
         n_facts: facts per set for probes and key-value (None: all).
         n_facts_weights: facts per set for weight reverts (each variant rescores them all).
+        probe_layer_stride: probe every k-th layer (plus the embeddings and the last layer).
+        probe_control: also fit each probe on shuffled labels (doubles the probing time; the
+            control is tested to sit at chance in ``tests/test_probe.py``).
         prompts_per_fact: prompts per fact for weight reverts and key-value.
         sections: which sections to run.
         batch_size: sequences per recording pass.
         n_boot, seed: the bootstrap over facts.
     """
 
-    n_facts_trace: int = 10
-    trace: TraceConfig = field(default_factory=lambda: TraceConfig(positions="key", n_noise=3, window=5))
+    n_facts_trace: int = 8
+    trace: TraceConfig = field(default_factory=lambda: TraceConfig(
+        positions="key", n_noise=2, window=5, layer_stride=2))
     example_trace: TraceConfig = field(default_factory=lambda: TraceConfig(
-        positions="all", n_noise=2, window=5, layer_stride=2))
+        positions="all", n_noise=2, window=5, layer_stride=3))
     n_facts: int | None = None
-    n_facts_weights: int | None = 8
+    n_facts_weights: int | None = 5
     prompts_per_fact: int = 1
+    probe_layer_stride: int = 2
+    probe_control: bool = False
     sections: tuple[str, ...] = ("causal_tracing", "weight_revert", "probes", "key_value")
     batch_size: int = 16
     n_boot: int = 2000
@@ -162,26 +168,36 @@ def weights_section(tuned: LoadedModel, base: LoadedModel, sets: dict[str, Query
 
 def probes_section(models: dict[str, LoadedModel], ds: Any, cfg: CausalConfig, out: Path,
                    progress: bool = True) -> tuple[dict[str, Any], list[Path]]:
+    """Per model: a leave-template-out probe per query set at its entity's last token, and a
+    transfer probe per subset (trained at the name, tested at the description). Each set's
+    residual stream is recorded once and serves both."""
     from analysis.probe_figures import probe_curves
-    from interp.probe import layer_probes, layer_transfer
+    from interp.probe import probe_features, probes_on_features, transfer_on_features
 
     every = query_sets(ds, cfg.n_facts, prompts_per_fact=None)
-    res: dict[str, Any] = {}
+    res: dict[str, Any] = {"layers": None, "control": cfg.probe_control}
     curves: dict[str, dict[str, Any]] = {"description": {}, "name": {}, "transfer": {}}
     for label, lm in models.items():
-        res[label] = {}
+        n_layers = lm.bridge.cfg.n_layers
+        layers = sorted({-1, *range(0, n_layers, cfg.probe_layer_stride), n_layers - 1})
+        res["layers"], res[label] = layers, {}
+        feats, meta = {}, {}
         for name, qs in every.items():
             where = f"entity:{qs.entity}:last"
-            r = _slim(layer_probes(lm, qs.queries, where, label_key="fact_id", template_key="template",
-                                   batch_size=cfg.batch_size, progress=progress).to_dict())
+            feats[name] = probe_features(lm, qs.queries, where, layers, batch_size=cfg.batch_size,
+                                         progress=progress)
+            meta[name] = ([q.meta["fact_id"] for q in qs.queries], [q.meta["template"] for q in qs.queries])
+            y, templates = meta[name]
+            r = _slim(probes_on_features(feats[name], y, templates, y, position=where,
+                                         control=cfg.probe_control, seed=cfg.seed).to_dict())
             res[label][f"{name}@{qs.entity}"] = r
             curves[qs.entity][f"{label} {name}"] = r
         for subset, name_set, desc_set in (("d2p", "d2p_reverse", "d2p_forward"),
                                            ("p2d", "p2d_forward", "p2d_reverse")):
-            r = layer_transfer(lm, every[name_set].queries, "entity:name:last",
-                               every[desc_set].queries, "entity:description:last",
-                               label_key="fact_id", batch_size=cfg.batch_size, progress=progress).to_dict()
-            r = _slim(r)
+            (y_tr, _), (y_te, t_te) = meta[name_set], meta[desc_set]
+            r = _slim(transfer_on_features(feats[name_set], y_tr, feats[desc_set], y_te, y_te,
+                                           templates_test=t_te, control=cfg.probe_control, seed=cfg.seed,
+                                           position="entity:name:last -> entity:description:last").to_dict())
             res[label][f"transfer_{subset}_name_to_description"] = r
             curves["transfer"][f"{label} {subset}"] = r
     figs: list[Path] = []

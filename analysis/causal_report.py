@@ -134,7 +134,7 @@ def _probes(p: Mapping[str, Any]) -> list[str]:
              "| model | probe | chance | embedding | best layer | shuffled labels at that layer |",
              "|---|---|---|---|---|---|"]
     for label, per in p.items():
-        if not isinstance(per, Mapping):
+        if label in ("layers", "control") or not isinstance(per, Mapping):
             continue
         for name, r in per.items():
             if not isinstance(r, Mapping) or "accuracy" not in r:

@@ -514,6 +514,40 @@ def _collect(kind: str, position: str, scores: dict[int, ProbeScore],
     )
 
 
+def probes_on_features(
+    feats: Mapping[int, Tensor], y: Sequence[Hashable], templates: Sequence[Hashable],
+    facts: Sequence[Hashable] | None = None, *, position: str = "", control: bool = True,
+    scheme: Scheme = "leave_template_out", n_folds: int | None = None, l2: float = 1e-2,
+    seed: int = 0, progress: bool = False,
+) -> ProbeResult:
+    """:func:`probe_accuracy` per layer of ``feats`` (from :func:`probe_features`), so that one
+    recording serves several probes."""
+    scores, controls = {}, {}
+    for L, X in tqdm(feats.items(), desc="probing", disable=not progress, unit="layer"):
+        kw = dict(scheme=scheme, n_folds=n_folds, l2=l2, seed=seed)
+        scores[L] = probe_accuracy(X, y, templates, facts, **kw)
+        if control:
+            controls[L] = probe_accuracy(X, y, templates, facts, shuffle_labels=True, **kw)
+    return _collect("cross_template", position, scores, controls)
+
+
+def transfer_on_features(
+    train: Mapping[int, Tensor], y_train: Sequence[Hashable], test: Mapping[int, Tensor],
+    y_test: Sequence[Hashable], facts: Sequence[Hashable] | None = None, *,
+    templates_test: Sequence[Hashable] | None = None, position: str = "", control: bool = True,
+    l2: float = 1e-2, seed: int = 0, progress: bool = False,
+) -> ProbeResult:
+    """:func:`transfer_accuracy` per layer (the layers of ``train``, also in ``test``)."""
+    scores, controls = {}, {}
+    for L in tqdm(train, desc="probing", disable=not progress, unit="layer"):
+        kw = dict(templates_test=templates_test, l2=l2, seed=seed)
+        scores[L] = transfer_accuracy(train[L], y_train, test[L], y_test, facts, **kw)
+        if control:
+            controls[L] = transfer_accuracy(train[L], y_train, test[L], y_test, facts,
+                                            shuffle_labels=True, **kw)
+    return _collect("transfer", position, scores, controls)
+
+
 def layer_probes(
     lm: LoadedModel, queries: Sequence[Query], position: str, *,
     label_key: str = "fact_id", template_key: str = "template", fact_key: str | None = None,
@@ -531,13 +565,8 @@ def layer_probes(
     templates = _meta(queries, template_key, "the template")
     facts = _meta(queries, fact_key or label_key, "the fact")
     feats = probe_features(lm, queries, position, layers, batch_size=batch_size, progress=progress)
-    scores, controls = {}, {}
-    for L, X in tqdm(feats.items(), desc="probing", disable=not progress, unit="layer"):
-        kw = dict(scheme=scheme, n_folds=n_folds, l2=l2, seed=seed)
-        scores[L] = probe_accuracy(X, y, templates, facts, **kw)
-        if control:
-            controls[L] = probe_accuracy(X, y, templates, facts, shuffle_labels=True, **kw)
-    return _collect("cross_template", position, scores, controls)
+    return probes_on_features(feats, y, templates, facts, position=position, control=control,
+                              scheme=scheme, n_folds=n_folds, l2=l2, seed=seed, progress=progress)
 
 
 def layer_transfer(
@@ -557,13 +586,9 @@ def layer_transfer(
                  if all(template_key in q.meta for q in test_queries) else None)
     f_tr = probe_features(lm, train_queries, train_position, layers, batch_size=batch_size, progress=progress)
     f_te = probe_features(lm, test_queries, test_position, layers, batch_size=batch_size, progress=progress)
-    scores, controls = {}, {}
-    for L in tqdm(f_tr, desc="probing", disable=not progress, unit="layer"):
-        kw = dict(templates_test=templates, l2=l2, seed=seed)
-        scores[L] = transfer_accuracy(f_tr[L], y_tr, f_te[L], y_te, facts, **kw)
-        if control:
-            controls[L] = transfer_accuracy(f_tr[L], y_tr, f_te[L], y_te, facts, shuffle_labels=True, **kw)
-    return _collect("transfer", f"{train_position} -> {test_position}", scores, controls)
+    return transfer_on_features(f_tr, y_tr, f_te, y_te, facts, templates_test=templates,
+                                position=f"{train_position} -> {test_position}", control=control,
+                                l2=l2, seed=seed, progress=progress)
 
 
 def fmt_result(res: ProbeResult) -> str:

@@ -105,15 +105,31 @@ def test_inside_analysis_on_fake_run(tmp_path) -> None:
     from experiments.exp1.analyse import main
 
     run = make_fake_run(tmp_path / "run")
-    assert main([str(run), "--prompts-per-fact", "2", "--quiet"]) == 0
+    assert main([str(run), "--prompts-per-fact", "2", "--trace-facts", "2", "--quiet"]) == 0
     out = run / "analysis"
     s = json.loads((out / "summary.json").read_text())
     assert s["n_forward"] == 6 and s["n_reverse"] == 6
     for label in ("finetuned", "base"):
         assert s[label]["dla"]["max_abs_sum_error"] < 1e-4
         assert len(s[label]["logit_lens_mean"]["forward"]) == 2
-    assert len(s["weights"]["most_changed"]) == 10 and s["weights"]["per_layer"]["rel_W_out"][0] > 0
-    assert (out / "summary.md").read_text().startswith("# Inside the model")
-    for f in s["figures"] + s["pages"]:
+    assert s["weights"]["per_layer"]["rel_W_out"][0] > 0
+    md = (out / "summary.md").read_text()
+    assert md.startswith("# Inside the model")
+    for f in s["figures"] + s["pages"] + [s["causal_tracing"]["page"]]:
         assert (out / f).stat().st_size > 0, f
     assert any(f.endswith(".svg") for f in s["figures"]) and len(s["pages"]) == 2
+    # the causal sections, on every query set, with CIs over facts
+    sets = {"d2p_forward", "p2d_forward", "p2d_reverse", "d2p_reverse"}
+    for label in ("finetuned", "base"):
+        tr = s["causal_tracing"][label]
+        assert set(tr) == sets and tr["d2p_forward"]["n"] == 2
+        eff = tr["p2d_forward"]["effect"]["resid"]["last"]
+        assert len(eff["mean"]) == 2 and eff["low"][0] <= eff["mean"][0] <= eff["high"][0]
+    assert set(s["weight_revert"]["sets"]) == sets
+    assert set(s["key_value"]["key_value"]) == sets
+    assert "key_change_untrained" in s["key_value"]["key_value"]["d2p_reverse"]
+    probes = s["probes"]["finetuned"]
+    assert probes["d2p_forward@description"]["chance"] == 1 / 3
+    assert "transfer_p2d_name_to_description" in probes
+    for section in ("## Causal tracing", "## Weight-change localisation", "## Probes", "## Key-value"):
+        assert section in md

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -198,29 +197,3 @@ def test_probe_curves_writes_png_and_svg(tmp_path) -> None:
                          tmp_path, "probe", "test")
     assert [p.suffix for p in paths] == [".png", ".svg"]
     assert all(p.exists() and os.path.getsize(p) > 0 for p in paths)
-
-
-def _probe_example() -> tuple[str, Path]:
-    """The python block under a "Probes" heading of inside-the-model.md, else the snippet."""
-    doc = DOCS / "inside-the-model.md"
-    if doc.exists():
-        sections = re.split(r"^(#+ .*)$", doc.read_text(), flags=re.M)
-        for head, body in zip(sections[1::2], sections[2::2]):
-            blocks = re.findall(r"```python\n(.*?)```", body, flags=re.S)
-            if "Probes" in head and blocks:
-                return blocks[0], doc
-    snippet = DOCS / "_snippets" / "probe.md"
-    blocks = re.findall(r"```python\n(.*?)```", snippet.read_text(), flags=re.S)
-    assert len(blocks) == 1
-    return blocks[0], snippet
-
-
-def test_docs_probe_example_runs(tmp_path, monkeypatch) -> None:
-    code, where = _probe_example()
-    assert len(code.strip().splitlines()) <= 12
-    monkeypatch.chdir(tmp_path)
-    scope: dict = {}
-    exec(compile(code, str(where), "exec"), scope)  # noqa: S102 - the documented snippet
-    res = scope["res"]
-    assert res.accuracy[0] == 1.0 and len(res.layers) == 3
-    assert all(Path(p).exists() and os.path.getsize(p) > 0 for p in scope["paths"])

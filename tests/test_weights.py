@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 import pytest
@@ -264,28 +263,3 @@ def test_figure_writes_png_and_svg(base, other, tmp_path) -> None:
     paths = localisation_curves(summary, tmp_path, "weights")
     assert [p.suffix for p in paths] == [".png", ".svg"]
     assert all(p.exists() and p.stat().st_size > 1000 for p in paths)
-
-
-def _docs_block() -> tuple[str, Path]:
-    page = ROOT / "docs" / "inside-the-model.md"
-    text = page.read_text() if page.exists() else ""
-    m = re.search(r"^#+ [^\n]*Weight-change localisation[^\n]*\n", text, flags=re.M)
-    if not m:
-        page = ROOT / "docs" / "_snippets" / "weights.md"
-        text = page.read_text()
-    block = re.search(r"```python\n(.*?)```", text[m.end():] if m else text, flags=re.S)
-    assert block, f"no python block in the weight-change localisation section of {page}"
-    return block.group(1), page
-
-
-def test_docs_snippet_runs(tmp_path, monkeypatch) -> None:
-    code, page = _docs_block()
-    assert len(code.strip().splitlines()) <= 12
-    monkeypatch.chdir(tmp_path)
-    scope: dict = {}
-    exec(compile(code, str(page), "exec"), scope)  # noqa: S102 - the documented snippet
-    loc = scope["loc"]
-    for s in loc.sets.values():
-        assert torch.equal(s.cumulative[-1], s.lp_tuned)
-    assert set(scope["summary"]["sets"]) == {"forward_d2p", "reverse_p2d"}
-    assert all(Path(p).exists() and os.path.getsize(p) > 0 for p in scope["paths"])
