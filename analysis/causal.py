@@ -35,7 +35,7 @@ import numpy as np
 
 from analysis.query_sets import SETS, QuerySet, query_sets, untrained_name_queries
 from analysis.stats import bootstrap_mean_ci
-from analysis.storage import key_value, position_attribution
+from analysis.storage import key_value, position_attribution, record_storage
 from analysis.trace_figures import category_heatmaps, effect_curves, token_heatmaps, trace_page
 from interp.trace import CATEGORIES, TraceConfig, causal_trace
 
@@ -62,15 +62,15 @@ class CausalConfig:
         n_boot, seed: the bootstrap over facts.
     """
 
-    n_facts_trace: int = 8
+    n_facts_trace: int = 6
     trace: TraceConfig = field(default_factory=lambda: TraceConfig(
         positions="key", n_noise=2, window=5, layer_stride=2))
     example_trace: TraceConfig = field(default_factory=lambda: TraceConfig(
         positions="all", n_noise=2, window=5, layer_stride=3))
     n_facts: int | None = None
-    n_facts_weights: int | None = 5
+    n_facts_weights: int | None = 4
     prompts_per_fact: int = 1
-    probe_layer_stride: int = 2
+    probe_layer_stride: int = 3
     probe_control: bool = False
     sections: tuple[str, ...] = ("causal_tracing", "weight_revert", "probes", "key_value")
     batch_size: int = 16
@@ -127,11 +127,12 @@ def tracing_section(models: dict[str, LoadedModel], sets: dict[str, QuerySet], c
                     means[name] = {s: np.nanmean(arr, 0) for s, arr in cat.items()}
             res[label][name] = entry
             if label == "finetuned" or len(models) == 1:
-                ex = causal_trace(lm, qs.queries[:1], qs.entity, cfg.example_trace, progress=False)
+                q = qs.queries[int(tr.p_clean.argmax())]  # the best-recalled traced fact
+                ex = causal_trace(lm, [q], qs.entity, cfg.example_trace, progress=False)
                 stem = f"trace_{label}_{name}_example"
                 paths = token_heatmaps(ex, 0, out / "figures", stem,
-                                       f"{label}, {name} ({qs.direction}): {qs.queries[0].prompt!r} "
-                                       f"-> {qs.queries[0].target.split()[0]!r}")
+                                       f"{label}, {name} ({qs.direction}): {q.prompt!r} "
+                                       f"-> {q.target.split()[0]!r}")
                 figs += paths
                 examples.append((f"{label}, {name}: one query, every token", paths[1]))
         layers = res[label][next(iter(sets))]["layers"]
@@ -152,14 +153,30 @@ def tracing_section(models: dict[str, LoadedModel], sets: dict[str, QuerySet], c
     return res, figs
 
 
+def foil_triples(qs: QuerySet) -> list[tuple[str, str, str]]:
+    """``(prompt, answer, foil)`` per query: the foil is the answer of the next fact in the
+    set (cyclically) whose prompt ends in the same word (the same moved article) and whose
+    answer differs. The metric ``log p(answer) - log p(foil)`` keeps what is specific to the
+    fact and removes the lift that finetuning gives every trained answer alike."""
+    qs_ = qs.queries
+    out = []
+    for i, q in enumerate(qs_):
+        last = q.prompt.rsplit(" ", 1)[-1]
+        foil = next((o.target for k in range(1, len(qs_)) for o in [qs_[(i + k) % len(qs_)]]
+                     if o.target != q.target and o.prompt.rsplit(" ", 1)[-1] == last), None)
+        if foil is None:
+            raise ValueError(f"query set {qs.name}: no foil for {q.prompt!r} (one fact only?)")
+        out.append((q.prompt, q.target, foil))
+    return out
+
+
 def weights_section(tuned: LoadedModel, base: LoadedModel, sets: dict[str, QuerySet],
                     cfg: CausalConfig, out: Path, progress: bool = True) -> tuple[dict[str, Any], list[Path]]:
     from analysis.weights_figures import localisation_curves
     from interp.weights import localisation_summary, localise
 
-    pairs = {n: [(q.prompt, q.target) for q in qs.queries] for n, qs in sets.items()}
+    pairs = {n: foil_triples(qs) for n, qs in sets.items()}
     facts = {n: [q.meta["fact_id"] for q in qs.queries] for n, qs in sets.items()}
-    # sets are built per section: the weight reverts use their own (smaller) number of facts
     loc = localise(tuned, base, pairs, batch_size=max(cfg.batch_size, 32), progress=progress)
     summary = localisation_summary(loc, facts, n_boot=cfg.n_boot, seed=cfg.seed)
     figs = localisation_curves(summary, out / "figures", "weight_revert")
@@ -220,10 +237,12 @@ def key_value_section(tuned: LoadedModel, base: LoadedModel, ds: Any, sets: dict
     res: dict[str, Any] = {"key_value": {}, "positions": {}}
     for name, qs in sets.items():
         baseline = untrained_name_queries(ds, qs) if qs.entity == "name" else None
+        recs = (record_storage(tuned, qs, cfg.batch_size), record_storage(base, qs, cfg.batch_size))
         res["key_value"][name] = key_value(tuned, base, qs, baseline, batch_size=cfg.batch_size,
-                                           n_boot=cfg.n_boot, seed=cfg.seed)
-        res["positions"][name] = {label: position_attribution(lm, qs, cfg.batch_size, cfg.n_boot, cfg.seed)
-                                  for label, lm in (("finetuned", tuned), ("base", base))}
+                                           n_boot=cfg.n_boot, seed=cfg.seed, recs=recs)
+        res["positions"][name] = {label: position_attribution(lm, qs, cfg.batch_size, cfg.n_boot,
+                                                              cfg.seed, rec=rec)
+                                  for (label, lm), rec in zip((("finetuned", tuned), ("base", base)), recs)}
     return res
 
 
@@ -235,7 +254,7 @@ def causal_analysis(tuned: LoadedModel, base: LoadedModel, ds: Any, out: str | P
     out = Path(out)
     sets = query_sets(ds, cfg.n_facts, cfg.prompts_per_fact)
     models = {"finetuned": tuned, "base": base}
-    res: dict[str, Any] = {"query_sets": {n: {"file": SETS[n][0], "entity": qs.entity,
+    res: dict[str, Any] = {"causal_query_sets": {n: {"file": SETS[n][0], "entity": qs.entity,
                                               "direction": qs.direction, "n_queries": len(qs.queries)}
                                           for n, qs in sets.items()},
                            "seconds": {}}

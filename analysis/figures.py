@@ -35,6 +35,7 @@ def save(fig: Figure, out_dir: str | Path, stem: str) -> list[Path]:
         os.close(fd)
         try:
             fig.savefig(tmp, format=ext, dpi=120, bbox_inches="tight")
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):

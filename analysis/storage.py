@@ -53,12 +53,23 @@ def _last_entity_rows(rec: Recording, pos: str, n: int) -> torch.Tensor:
     return out
 
 
-def _keys(lm: LoadedModel, qs: QuerySet, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(activations, gradients) of ``mlp_post`` at the entity's last token: [n, L, d_mlp]."""
+def record_storage(lm: LoadedModel, qs: QuerySet, batch_size: int = 16,
+                   every_position: bool = True) -> Recording:
+    """One recording for both views: ``mlp_post`` (and with ``every_position`` also
+    ``attn_out`` and ``mlp_out``) at the entity's tokens and at every token, with the gradient
+    of the first answer token's log-prob."""
     n_layers = lm.bridge.cfg.n_layers
-    pos = f"entity:{qs.entity}"
     hooks = layer_hooks("mlp_post", n_layers)
-    rec = record(lm, qs.queries, hooks, positions=(pos,), grad="first", batch_size=batch_size)
+    if every_position:
+        hooks += layer_hooks("attn_out", n_layers) + layer_hooks("mlp_out", n_layers)
+    positions = (f"entity:{qs.entity}", "all") if every_position else (f"entity:{qs.entity}",)
+    return record(lm, qs.queries, hooks, positions=positions, grad="first", batch_size=batch_size)
+
+
+def _keys(rec: Recording, qs: QuerySet) -> tuple[torch.Tensor, torch.Tensor]:
+    """(activations, gradients) of ``mlp_post`` at the entity's last token: [n, L, d_mlp]."""
+    pos = f"entity:{qs.entity}"
+    hooks = [h for h in rec.hooks if h.endswith("mlp.hook_post")]
     rows = _last_entity_rows(rec, pos, len(qs.queries))
     act = torch.stack([rec.act(h, pos)[rows] for h in hooks], 1)
     grad = torch.stack([rec.grad(h, pos)[rows] for h in hooks], 1)
@@ -80,18 +91,22 @@ def half_mass_count(contrib: np.ndarray) -> int:
 
 
 def key_value(tuned: LoadedModel, base: LoadedModel, qs: QuerySet, baseline: QuerySet | None = None,
-              top_k: int = 10, batch_size: int = 16, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """The key-value view of one query set (see the module docstring)."""
+              top_k: int = 10, batch_size: int = 16, n_boot: int = 2000, seed: int = 0,
+              recs: tuple[Recording, Recording] | None = None) -> dict[str, Any]:
+    """The key-value view of one query set (see the module docstring). ``recs``: the
+    finetuned and base model's :func:`record_storage` of ``qs``, when already made."""
     facts = [q.meta["fact_id"] for q in qs.queries]
-    a_ft, g_ft = _keys(tuned, qs, batch_size)
-    a_b, g_b = _keys(base, qs, batch_size)
+    rec_ft, rec_b = recs or (record_storage(tuned, qs, batch_size, False),
+                             record_storage(base, qs, batch_size, False))
+    a_ft, g_ft = _keys(rec_ft, qs)
+    a_b, g_b = _keys(rec_b, qs)
     change = ((a_ft - a_b).norm(dim=-1) / a_b.norm(dim=-1).clamp_min(1e-12)).numpy()  # [n, L]
     out: dict[str, Any] = {"set": qs.name, "entity": qs.entity, "direction": qs.direction,
                            "n_facts": len(set(facts)),
                            "key_change": bootstrap_mean_ci(_per_fact(change, facts), n_boot, seed)}
     if baseline is not None:
-        u_ft, _ = _keys(tuned, baseline, batch_size)
-        u_b, _ = _keys(base, baseline, batch_size)
+        u_ft, _ = _keys(record_storage(tuned, baseline, batch_size, False), baseline)
+        u_b, _ = _keys(record_storage(base, baseline, batch_size, False), baseline)
         uc = ((u_ft - u_b).norm(dim=-1) / u_b.norm(dim=-1).clamp_min(1e-12)).numpy()
         out["key_change_untrained"] = bootstrap_mean_ci(_per_fact(uc, facts), n_boot, seed)
         diff = _per_fact(change, facts) - _per_fact(uc, facts)
@@ -119,15 +134,15 @@ def key_value(tuned: LoadedModel, base: LoadedModel, qs: QuerySet, baseline: Que
 
 
 def position_attribution(lm: LoadedModel, qs: QuerySet, batch_size: int = 16, n_boot: int = 2000,
-                         seed: int = 0) -> dict[str, Any]:
+                         seed: int = 0, rec: Recording | None = None) -> dict[str, Any]:
     """Activation x gradient of attention and MLP outputs at every prompt position, grouped
     into :data:`POSITION_GROUPS`: per site, ``[layer, group]`` means over facts with CIs,
-    and each group's share of the summed attribution."""
+    and each group's share of the summed attribution. ``rec``: :func:`record_storage` of
+    ``qs`` on ``lm``, when already made."""
     n_layers = lm.bridge.cfg.n_layers
     hooks = {s: layer_hooks(s, n_layers) for s in ("attn_out", "mlp_out")}
     pos = f"entity:{qs.entity}"
-    rec = record(lm, qs.queries, hooks["attn_out"] + hooks["mlp_out"], positions=("all", pos),
-                 grad="first", batch_size=batch_size)
+    rec = rec or record_storage(lm, qs, batch_size)
     rows_all = rec.rows("all")
     spans: dict[int, list[int]] = {}
     for qi, p in rec.rows(pos).tolist():

@@ -36,8 +36,8 @@ def token_heatmaps(trace: Trace, i: int, out_dir: str | Path, stem: str, title: 
     sites = list(trace.prob)
     cols = trace.columns[i]
     labels = [repr(trace.tokens[i][p])[1:-1] + ("*" if p in trace.span[i] else "") for p, _ in cols]
-    fig = Figure(figsize=(3.2 * len(sites) + 1, 0.28 * len(cols) + 2.2))
-    axes = fig.subplots(1, len(sites), squeeze=False)[0]
+    fig = Figure(figsize=(3.6 * len(sites) + 1, 0.28 * len(cols) + 2.2))
+    axes = fig.subplots(1, len(sites), squeeze=False, gridspec_kw={"wspace": 0.55})[0]
     for ax, s in zip(axes, sites):
         data = trace.prob[s][i, :, : len(cols)].numpy().T  # [tokens, layers]
         im = ax.imshow(data, aspect="auto", cmap=CMAPS[s], vmin=float(trace.p_corrupt[i]),
@@ -59,8 +59,8 @@ def category_heatmaps(means: Mapping[str, Mapping[str, np.ndarray]], layers: Seq
     traced); one panel per (site row, set column), shared colour scale per site."""
     sets = list(means)
     sites = list(next(iter(means.values())))
-    fig = Figure(figsize=(2.6 * len(sets) + 1, 2.6 * len(sites) + 0.8))
-    axes = fig.subplots(len(sites), len(sets), squeeze=False)
+    fig = Figure(figsize=(2.9 * len(sets) + 1, 2.6 * len(sites) + 0.8))
+    axes = fig.subplots(len(sites), len(sets), squeeze=False, gridspec_kw={"wspace": 0.45})
     for r, s in enumerate(sites):
         vmax = max(float(np.nanmax(np.abs(means[k][s]))) if np.isfinite(means[k][s]).any() else 0
                    for k in sets) or 1e-9

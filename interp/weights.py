@@ -184,7 +184,7 @@ class SetLocalisation:
         k50, k90: smallest ``k`` (layers only) recovering 50% / 90% of the mean gain, or None.
     """
 
-    pairs: tuple[tuple[str, str], ...]
+    pairs: tuple[tuple[str, ...], ...]  # (prompt, completion) or (prompt, completion, foil)
     lp_tuned: Float[Tensor, " pair"]
     lp_base: Float[Tensor, " pair"]
     revert: Float[Tensor, "layer kind pair"]
@@ -263,7 +263,10 @@ def localise(tuned: LoadedModel, base: LoadedModel, query_sets: Mapping[str, Seq
         tuned, base: the finetuned model and the model it started from (same architecture,
             dtype and tokenizer). ``tuned.hf`` is the working model: its weights change during
             the call and are restored bit for bit at the end (also on an exception).
-        query_sets: name -> ``(prompt, completion)`` pairs, e.g. ``forward_d2p``, ``reverse_p2d``.
+        query_sets: name -> ``(prompt, completion)`` pairs, e.g. ``forward_d2p``, ``reverse_p2d``;
+            or ``(prompt, completion, foil)`` triples, whose metric is then the contrast
+            ``log p(completion) - log p(foil)`` (what is specific to the fact, not shared with
+            another trained answer).
         kinds: layer kinds reverted / applied one by one (subset of ``attn``, ``mlp``, ``norm``);
             whole-layer variants always include all of a layer's kinds.
         batch_size: passed to :func:`interp.scoring.score_completions`.
@@ -275,6 +278,11 @@ def localise(tuned: LoadedModel, base: LoadedModel, query_sets: Mapping[str, Seq
         raise ValueError(f"kinds: expected a non-empty subset of {LAYER_KINDS}, got {kinds!r}")
     if not query_sets or any(len(v) == 0 for v in query_sets.values()):
         raise ValueError("query_sets: expected at least one set, each with at least one pair")
+    for name, v in query_sets.items():
+        bad_len = [i for i, p in enumerate(v) if len(p) not in (2, 3)]
+        if bad_len:
+            raise ValueError(f"query_sets[{name!r}][{bad_len[0]}]: expected (prompt, completion) or "
+                             f"(prompt, completion, foil), got {len(v[bad_len[0]])} items")
     if tuned.hf is base.hf:
         raise ValueError("tuned and base are the same model object")
     if tuned.bos_token_id != base.bos_token_id or len(tuned.tokenizer) != len(base.tokenizer):
@@ -304,12 +312,17 @@ def localise(tuned: LoadedModel, base: LoadedModel, query_sets: Mapping[str, Seq
         bar.refresh()
         for cfg, names in todo.items():
             mixer.set(cfg)
-            flat = [p for n in names for p in pairs[n]]
+            # a pair is (prompt, completion) or (prompt, completion, foil): with a foil the
+            # metric is log p(completion) - log p(foil) (the prompt is computed once for both)
+            flat = [(p[0], c) for n in names for p in pairs[n] for c in p[1:]]
             scores = [s.total for s in score_completions(tuned, flat, batch_size=batch_size)]
             start = 0
             for n in names:
-                cache[(cfg, n)] = torch.tensor(scores[start : start + len(pairs[n])], dtype=torch.float64)
-                start += len(pairs[n])
+                vals = []
+                for p in pairs[n]:
+                    vals.append(scores[start] - (scores[start + 1] if len(p) == 3 else 0.0))
+                    start += len(p) - 1
+                cache[(cfg, n)] = torch.tensor(vals, dtype=torch.float64)
             bar.update(1)
 
     def get(cfg: frozenset[Group], name: str) -> Tensor:

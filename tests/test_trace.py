@@ -96,3 +96,18 @@ def test_missing_entity_is_a_clear_error(lm) -> None:
         causal_trace(lm, [Query("no entity here", " x", {"name": "Zed"})], "name", progress=False)
     with pytest.raises(ValueError, match="sites"):
         TraceConfig(sites=("mlp", "oops"))
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "neox"])
+def test_other_architectures(arch) -> None:
+    """GPT-2 (tuple-returning attention, learned positions) and GPT-NeoX (parallel attention
+    and MLP): the same exact recoveries, and the cached runs equal full-length runs."""
+    other = load_model(f"tiny:arch={arch},n_layers=3,d_model=64,seed=2")
+    p_clean, p_corrupt, p_restored = restored_probability(other, Q, "name", [("resid", 1)])
+    assert p_restored == pytest.approx(p_clean, rel=1e-5) and p_corrupt != pytest.approx(p_clean, rel=1e-6, abs=0)
+    cfg = TraceConfig(n_noise=2, window=2, positions="key")
+    a = causal_trace(other, [Q], "name", cfg, progress=False)
+    b = causal_trace(other, [Q], "name", cfg, progress=False, use_cache=False)
+    for s in cfg.sites:
+        torch.testing.assert_close(a.prob[s], b.prob[s], rtol=1e-4, atol=1e-7)
+    assert float(a.prob["resid"][0, -1, -1]) == pytest.approx(float(a.p_clean[0]), rel=1e-5)

@@ -263,3 +263,20 @@ def test_figure_writes_png_and_svg(base, other, tmp_path) -> None:
     paths = localisation_curves(summary, tmp_path, "weights")
     assert [p.suffix for p in paths] == [".png", ".svg"]
     assert all(p.exists() and p.stat().st_size > 1000 for p in paths)
+
+
+def test_foil_triples_give_the_contrast() -> None:
+    """(prompt, completion, foil): every stored value is log p(completion) - log p(foil)."""
+    base = load_model("tiny:n_layers=2,d_model=32,seed=1", device=TEST_DEVICE)
+    tuned = load_model("tiny:n_layers=2,d_model=32,seed=2", device=TEST_DEVICE)
+    sets = {"s": [("Orla Venn is", " a poet", " a judge"), ("Ben is", " tall", " short")]}
+    loc = localise(tuned, base, sets, progress=False)
+    plain = localise(tuned, base, {"c": [p[:2] for p in sets["s"]], "f": [(p[0], p[2]) for p in sets["s"]]},
+                     progress=False)
+    st = loc.sets["s"]
+    torch.testing.assert_close(st.lp_tuned, plain.sets["c"].lp_tuned - plain.sets["f"].lp_tuned)
+    torch.testing.assert_close(st.revert, plain.sets["c"].revert - plain.sets["f"].revert)
+    direct = score_completions(base, [("Orla Venn is", " a poet"), ("Orla Venn is", " a judge")])
+    assert float(st.lp_base[0]) == pytest.approx(direct[0].total - direct[1].total, abs=1e-4)
+    with pytest.raises(ValueError, match="expected"):
+        localise(tuned, base, {"s": [("a",)]}, progress=False)

@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="analyse", description="Inside-the-model analysis of an exp1 run")
     p.add_argument("run", type=Path, help="experiment 1 run directory")
     p.add_argument("--n-facts", type=int, default=None, help="facts per subset (default: all)")
-    p.add_argument("--prompts-per-fact", type=int, default=2,
+    p.add_argument("--prompts-per-fact", type=int, default=1,
                    help="held-out prompts per fact and direction in the attribution part (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu")
