@@ -51,7 +51,8 @@ class CausalConfig:
         n_facts_trace: facts per query set that are traced (one prompt each).
         trace: the tracing settings for those facts (key positions by default).
         example_trace: the settings of the one full layer x token trace per set.
-        n_facts: facts per set for probes and key-value (None: all).
+        n_facts: facts per set for probes and key-value (None: all; chance for a probe is
+            ``1 / n_facts``).
         n_facts_weights: facts per set for weight reverts (each variant rescores them all).
         probe_layer_stride: probe every k-th layer (plus the embeddings and the last layer).
         probe_control: also fit each probe on shuffled labels (doubles the probing time; the
@@ -66,9 +67,9 @@ class CausalConfig:
     trace: TraceConfig = field(default_factory=lambda: TraceConfig(
         positions="key", n_noise=2, window=5, layer_stride=2))
     example_trace: TraceConfig = field(default_factory=lambda: TraceConfig(
-        positions="all", n_noise=2, window=5, layer_stride=3))
-    n_facts: int | None = None
-    n_facts_weights: int | None = 4
+        positions="all", n_noise=2, window=5, layer_stride=4))
+    n_facts: int | None = 20
+    n_facts_weights: int | None = 5
     prompts_per_fact: int = 1
     probe_layer_stride: int = 3
     probe_control: bool = False
@@ -153,20 +154,33 @@ def tracing_section(models: dict[str, LoadedModel], sets: dict[str, QuerySet], c
     return res, figs
 
 
-def foil_triples(qs: QuerySet) -> list[tuple[str, str, str]]:
-    """``(prompt, answer, foil)`` per query: the foil is the answer of the next fact in the
-    set (cyclically) whose prompt ends in the same word (the same moved article) and whose
-    answer differs. The metric ``log p(answer) - log p(foil)`` keeps what is specific to the
-    fact and removes the lift that finetuning gives every trained answer alike."""
+def foil_triples(lm: LoadedModel, qs: QuerySet) -> list[tuple[str, str, str]]:
+    """``(prompt, answer, foil)`` per query, cut where the two first differ: both end at the
+    first token where the answer and another fact's answer part (their shared tokens before
+    it, if any, are kept in both). The foil is the answer of the next fact in the set
+    (cyclically) whose prompt ends in the same word (the same moved article). The metric
+    ``log p(answer) - log p(foil)`` is then the log-odds of the fact's own token over another
+    trained answer's: it keeps what is specific to the fact and removes the lift finetuning
+    gives every trained answer alike."""
+    from interp.tokens import encode_completion
+
     qs_ = qs.queries
+    ids = [encode_completion(lm, q.target) for q in qs_]
     out = []
     for i, q in enumerate(qs_):
         last = q.prompt.rsplit(" ", 1)[-1]
-        foil = next((o.target for k in range(1, len(qs_)) for o in [qs_[(i + k) % len(qs_)]]
-                     if o.target != q.target and o.prompt.rsplit(" ", 1)[-1] == last), None)
-        if foil is None:
+        j = next((j for k in range(1, len(qs_)) for j in [(i + k) % len(qs_)]
+                  if ids[j] != ids[i] and qs_[j].prompt.rsplit(" ", 1)[-1] == last), None)
+        if j is None:
             raise ValueError(f"query set {qs.name}: no foil for {q.prompt!r} (one fact only?)")
-        out.append((q.prompt, q.target, foil))
+        a, f = ids[i], ids[j]
+        d = next((k for k in range(min(len(a), len(f))) if a[k] != f[k]), None)
+        if d is None:  # one answer is a prefix of the other
+            raise ValueError(f"query set {qs.name}: answers {q.target!r} and {qs_[j].target!r} do not part")
+        texts = [lm.tokenizer.decode(x) for x in (a[: d + 1], a[:d] + [f[d]])]
+        if [encode_completion(lm, t) for t in texts] != [a[: d + 1], a[:d] + [f[d]]]:
+            raise ValueError(f"query set {qs.name}: {texts!r} do not tokenise back to their tokens")
+        out.append((q.prompt, texts[0], texts[1]))
     return out
 
 
@@ -175,7 +189,7 @@ def weights_section(tuned: LoadedModel, base: LoadedModel, sets: dict[str, Query
     from analysis.weights_figures import localisation_curves
     from interp.weights import localisation_summary, localise
 
-    pairs = {n: foil_triples(qs) for n, qs in sets.items()}
+    pairs = {n: foil_triples(tuned, qs) for n, qs in sets.items()}
     facts = {n: [q.meta["fact_id"] for q in qs.queries] for n, qs in sets.items()}
     loc = localise(tuned, base, pairs, batch_size=max(cfg.batch_size, 32), progress=progress)
     summary = localisation_summary(loc, facts, n_boot=cfg.n_boot, seed=cfg.seed)

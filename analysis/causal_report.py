@@ -101,7 +101,8 @@ def causal_markdown(s: Mapping[str, Any]) -> str:
 
 def _weights(w: Mapping[str, Any]) -> list[str]:
     lines = ["## Weight-change localisation", "",
-             "Metric = log p(answer) - log p(another fact's answer), whole answers, same prompt (nats); "
+             "Metric = log p(answer's first token) - log p(first token of another fact's answer), same "
+             "prompt (nats); "
              "gain = finetuned minus base. Per layer: the largest "
              "loss when that layer's change is reverted in the finetuned model, and the largest gain "
              "when it alone is applied to the base model. k50/k90: fewest layers (ranked by their own "

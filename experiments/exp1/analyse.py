@@ -48,7 +48,8 @@ def run_inside_analysis(run_dir: str | Path, n_facts: int | None = None, device:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="analyse", description="Inside-the-model analysis of an exp1 run")
     p.add_argument("run", type=Path, help="experiment 1 run directory")
-    p.add_argument("--n-facts", type=int, default=None, help="facts per subset (default: all)")
+    p.add_argument("--n-facts", type=int, default=None, help="facts per subset (default: all in the attribution part, "
+                   f"{CausalConfig.n_facts} in probes and key-value)")
     p.add_argument("--prompts-per-fact", type=int, default=1,
                    help="held-out prompts per fact and direction in the attribution part (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=16)
@@ -62,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = InsideConfig(n_facts=a.n_facts, prompts_per_fact=a.prompts_per_fact, batch_size=a.batch_size)
     sections = tuple(x for x in a.sections.split(",") if x and x != "none")
     try:
-        causal = (CausalConfig(n_facts_trace=a.trace_facts, n_facts=a.n_facts, sections=sections,
+        n_causal = CausalConfig.n_facts if a.n_facts is None else a.n_facts
+        causal = (CausalConfig(n_facts_trace=a.trace_facts, n_facts=n_causal, sections=sections,
                                batch_size=a.batch_size) if sections else None)
     except ValueError as e:
         p.error(str(e))
