@@ -16,8 +16,11 @@ HEADINGS = ("Recording and direct logit attribution", "Causal tracing", "Weight-
 
 
 def python_block(heading: str) -> str:
-    """The one python block in the section whose ``###`` heading starts with ``heading``."""
+    """The one python block in the "Methods" section whose ``###`` heading starts with
+    ``heading``."""
     text = DOC.read_text()
+    assert "\n## Methods" in text, f"{DOC.name}: no '## Methods' section"
+    text = text[text.index("\n## Methods"):]
     m = re.search(rf"^### {re.escape(heading)}[^\n]*$", text, flags=re.M)
     assert m, f"{DOC.name}: no '### {heading}' section"
     section = re.split(r"^#+ ", text[m.end():], flags=re.M)[0]
