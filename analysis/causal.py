@@ -27,6 +27,7 @@ Example::
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,11 +122,9 @@ def tracing_section(models: dict[str, LoadedModel], sets: dict[str, QuerySet], c
                         entry["peak"][s][col] = {"layer": tr.layers[j], "mean": ci["mean"][j],
                                                  "low": ci["low"][j], "high": ci["high"][j]}
                     curves.setdefault(col, {}).setdefault(name, {})[s] = ci
-            with np.errstate(invalid="ignore"):
-                import warnings
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    means[name] = {s: np.nanmean(arr, 0) for s, arr in cat.items()}
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
+                means[name] = {s: np.nanmean(arr, 0) for s, arr in cat.items()}
             res[label][name] = entry
             if label == "finetuned" or len(models) == 1:
                 q = qs.queries[int(tr.p_clean.argmax())]  # the best-recalled traced fact
