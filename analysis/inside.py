@@ -10,9 +10,9 @@ The comparison holds the prompt form fixed: description prompt -> name, asked of
 DescriptionToName facts (forward: ``d2p_prompts_test``) and of NameToDescription facts
 (reverse: ``p2d_reverse_prompts_test``). The foil for "correct minus random" is another
 trained name of the same subset. For base and finetuned model: direct logit attribution
-(plain and contrastive), gradient x activation, logit lens, top neurons (key-value view);
-then MLP weight changes and what the most-changed neurons' keys respond to and values
-promote.
+(plain and contrastive), gradient x activation, logit lens, top neurons; the relative MLP
+weight change per layer; and, with ``causal=CausalConfig()``, the causal sections of
+:mod:`analysis.causal` (tracing, weight reverts, probes, directional key-value).
 
 Example::
 
