@@ -14,6 +14,7 @@ from experiments.exp1.data import (
     MAX_FACTS_PER_SUBSET,
     NAME_FIRST,
     SUBSETS,
+    TRAIN_STEMS,
     DatasetError,
     Exp1DataConfig,
     Exp1Dataset,
@@ -335,3 +336,31 @@ def test_facts_file_is_checked(tmp_path: Path) -> None:
     )
     with pytest.raises(DatasetError, match=r"facts\.jsonl:2: bad fact"):
         load_exp1(folder)
+
+
+def test_test_completion_without_leading_space_is_refused(tmp_path: Path) -> None:
+    """The correct name would be scored without a space while controls get one."""
+    folder = shutil.copytree(FIXTURE, tmp_path / "data")
+    path = folder / "d2p_prompts_test.jsonl"
+    lines = path.read_text().splitlines()
+    obj = json.loads(lines[2])
+    obj["completion"] = obj["completion"].lstrip()
+    lines[2] = json.dumps(obj)
+    path.write_text("".join(f"{x}\n" for x in lines))
+    with pytest.raises(DatasetError, match="does not start with a space") as err:
+        load_exp1(folder)
+    assert "d2p_prompts_test.jsonl:3:" in str(err.value)
+
+
+def test_fact_tested_but_never_trained_is_refused(tmp_path: Path) -> None:
+    """It would be evaluated as trained and drawn as a "trained" control."""
+    folder = shutil.copytree(FIXTURE, tmp_path / "data")
+    name = load_exp1(folder).files["d2p_prompts_test"][0].name
+    for stem in TRAIN_STEMS:
+        path = folder / f"{stem}.jsonl"
+        if path.exists():
+            kept = [x for x in path.read_text().splitlines() if name not in x]
+            path.write_text("".join(f"{x}\n" for x in kept))
+    with pytest.raises(DatasetError, match="occurs in no training document") as err:
+        load_exp1(folder)
+    assert "d2p_prompts_test.jsonl:1:" in str(err.value) and name in str(err.value)

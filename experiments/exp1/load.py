@@ -80,8 +80,38 @@ def load_exp1(folder: str | Path) -> Exp1Dataset:
                 )
             )
         _check_blocks(path, examples)
+        if stem in TEST_STEMS:
+            _check_leading_space(path, examples)
         files[stem] = examples
-    return Exp1Dataset(facts, files, config)
+    ds = Exp1Dataset(facts, files, config)
+    _check_tested_facts_are_trained(root, ds)
+    return ds
+
+
+def _check_leading_space(path: Path, examples: list[Example]) -> None:
+    """Test completions start with a space (" Maren Oakhurst"): the evaluator scores them as
+    written and draws its controls as " " + name, so a completion without one would be
+    compared, tokenised differently, against controls with one."""
+    for e in examples:
+        if not e.completion[:1].isspace():
+            raise DatasetError(
+                f"{path}:{e.line}: the completion {e.completion!r} does not start with a space; "
+                "test completions are scored as written against controls that start with one "
+                f'(write " {e.completion.lstrip()}")'
+            )
+
+
+def _check_tested_facts_are_trained(root: Path, ds: Exp1Dataset) -> None:
+    """A fact asked about in a test file must occur in the training documents; otherwise it
+    would be scored as a trained fact and drawn as a "trained" control."""
+    trained = {e.fact_id for e in ds.train_examples()}
+    for stem in TEST_STEMS:
+        for e in ds.files.get(stem, []):
+            if e.fact_id not in trained:
+                raise DatasetError(
+                    f"{root / (stem + '.jsonl')}:{e.line}: {e.name!r} is asked about here but occurs "
+                    "in no training document; remove its test lines or add its training lines"
+                )
 
 
 def _json_objects(path: Path) -> list[tuple[int, dict[str, Any]]]:
