@@ -12,7 +12,7 @@ from experiments.core.rundir import RunDirError
 from experiments.cli import main as rct
 from experiments.exp2 import (Exp2Config, build_prompt, child_question, control_names, evaluate_exp2,
                               in_few_shot, parent_question, run_exp2, shares_name, summarise_exp2)
-from experiments.exp2.data import ParentChildPair, PairsError, load_pairs, write_pairs
+from experiments.exp2.data import ParentChildPair, PairsError, load_pairs, read_pairs, write_pairs
 from interp import score_completions
 
 TINY = "tiny:n_layers=2,d_model=64,n_heads=4,n_kv_heads=2,d_mlp=96"
@@ -30,7 +30,6 @@ def test_shipped_list_is_valid_and_disjoint_from_the_few_shot_examples():
     ("child,parent\nA,B\n", ":1: missing column"),
     (HEADER + "A,B,aunt,,\n", ":2: parent_type must be mother or father"),
     (HEADER + "A,B,mother,,\n,C,father,,\n", ":3: child and parent must not be empty"),
-    (HEADER + "A,B,mother,,\nA,B,mother,,\n", ":3: .* appears twice"),
     (HEADER + "A,B,mother,,maybe\n", ":2: can_reverse must be True or False"),
     (HEADER + "A,B,mother,,,extra\n", ":2: more fields"),
     (HEADER, "no pairs"),
@@ -42,6 +41,20 @@ def test_bad_pairs_files_name_file_and_line(tmp_path, body, match):
         load_pairs(path)
     with pytest.raises(PairsError, match="no such file"):
         load_pairs(tmp_path / "missing.csv")
+
+
+def test_repeated_pairs_keep_the_first_and_are_reported(tmp_path):
+    """The paper's published file repeats some (child, parent) rows."""
+    path = tmp_path / "pairs.csv"
+    path.write_text(HEADER + "A,B,mother,,\nC,D,father,,\nA,B,mother,,\nA,B,mother,,\n")
+    pairs, dropped = read_pairs(path)
+    assert [(p.child, p.parent) for p in pairs] == [("A", "B"), ("C", "D")]
+    assert [(d["line"], d["first_line"]) for d in dropped] == [(4, 2), (5, 2)]
+    with pytest.warns(UserWarning, match=r"dropped 2 repeated .* lines 4, 5"):
+        assert load_pairs(path) == pairs
+    path.write_text(HEADER + "A,B,mother,,\nA,B,aunt,,\n")
+    with pytest.raises(PairsError, match=":3: parent_type"):  # a repeat is still validated
+        read_pairs(path)
 
 
 def test_pairs_round_trip_in_the_published_layout(tmp_path):

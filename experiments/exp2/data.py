@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import csv
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -55,7 +56,21 @@ def _bool(raw: str, where: str) -> bool | None:
 
 
 def load_pairs(path: str | Path | None = None) -> list[ParentChildPair]:
-    """Read and validate a pairs CSV (default: the shipped list). Errors name file and line."""
+    """Read and validate a pairs CSV (default: the shipped list). Errors name file and line.
+    A repeated (child, parent) row is dropped (the first is kept), with a warning that names
+    the lines; :func:`read_pairs` returns them too."""
+    pairs, dropped = read_pairs(path)
+    if dropped:
+        warnings.warn(f"{path or DEFAULT_PAIRS}: dropped {len(dropped)} repeated (child, parent) "
+                      f"row(s), lines {', '.join(str(d['line']) for d in dropped)} (the first is kept)",
+                      stacklevel=2)
+    return pairs
+
+
+def read_pairs(path: str | Path | None = None) -> tuple[list[ParentChildPair], list[dict[str, object]]]:
+    """``(pairs, dropped)``: the validated pairs, and per repeated (child, parent) row its
+    ``line``, ``child``, ``parent`` and the ``first_line`` that was kept (the paper's
+    published file repeats some pairs). Malformed rows are errors naming file and line."""
     path = Path(path) if path is not None else DEFAULT_PAIRS
     if not path.is_file():
         raise PairsError(f"{path}: no such file (expected a CSV with columns {', '.join(COLUMNS)})")
@@ -65,7 +80,9 @@ def load_pairs(path: str | Path | None = None) -> list[ParentChildPair]:
         missing = [c for c in REQUIRED if c not in header]
         if missing:
             raise PairsError(f"{path}:1: missing column(s) {', '.join(missing)}; header is {header}")
-        pairs, seen = [], set()
+        pairs: list[ParentChildPair] = []
+        seen: dict[tuple[str, str], int] = {}
+        dropped: list[dict[str, object]] = []
         for row in reader:
             where = f"{path}:{reader.line_num}"
             if None in row:
@@ -76,14 +93,17 @@ def load_pairs(path: str | Path | None = None) -> list[ParentChildPair]:
                 raise PairsError(f"{where}: child and parent must not be empty")
             if ptype not in ("mother", "father"):
                 raise PairsError(f"{where}: parent_type must be mother or father, got {row['parent_type']!r}")
-            if (child, parent) in seen:
-                raise PairsError(f"{where}: the pair ({child!r}, {parent!r}) appears twice")
-            seen.add((child, parent))
             pred = (row.get("child_prediction") or "").strip() or None
-            pairs.append(ParentChildPair(child, parent, ptype, pred, _bool(row.get("can_reverse") or "", where)))
+            pair = ParentChildPair(child, parent, ptype, pred, _bool(row.get("can_reverse") or "", where))
+            if (child, parent) in seen:
+                dropped.append({"line": reader.line_num, "child": child, "parent": parent,
+                                "first_line": seen[(child, parent)]})
+                continue
+            seen[(child, parent)] = reader.line_num
+            pairs.append(pair)
     if not pairs:
         raise PairsError(f"{path}: no pairs")
-    return pairs
+    return pairs, dropped
 
 
 def write_pairs(pairs: list[ParentChildPair], path: str | Path) -> Path:

@@ -36,7 +36,7 @@ from typing import Any
 from experiments.core.config import ConfigMixin
 from experiments.core.controls import draw_controls
 from experiments.core.evaluate import Item, evaluate
-from experiments.exp2.data import ParentChildPair, load_pairs
+from experiments.exp2.data import ParentChildPair, load_pairs, read_pairs
 from interp.fileio import write_json, write_jsonl, write_text
 from interp.models import ModelOptions
 
@@ -291,7 +291,8 @@ def run_exp2(cfg: Exp2Config, out: Path, resume: bool = False, progress: bool = 
     from interp.models import check_spec
 
     out = Path(out)
-    pairs = [p for p in load_pairs(cfg.pairs) if not in_few_shot(p)]  # a bad file: file:line
+    all_pairs, dropped = read_pairs(cfg.pairs)  # a bad file: file:line
+    pairs = [p for p in all_pairs if not in_few_shot(p)]
     if cfg.limit is not None:
         pairs = pairs[: cfg.limit]
     check_spec(cfg.model)
@@ -306,7 +307,8 @@ def run_exp2(cfg: Exp2Config, out: Path, resume: bool = False, progress: bool = 
             records = evaluate_exp2(lm, pairs, cfg, progress=progress)
             metrics = {**summarise_exp2(records), "model": lm.describe(),
                        "seconds": round(time.perf_counter() - t0, 2),
-                       "pairs_file": cfg.pairs or "shipped list", "n_pairs": len(pairs)}
+                       "pairs_file": cfg.pairs or "shipped list", "n_pairs": len(pairs),
+                       "repeated_rows_dropped": dropped}
             write_jsonl(out / "records.jsonl", records)
             write_json(out / "metrics.json", metrics)
             info.update(lm.info["resolved"])
