@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -290,11 +290,3 @@ def causal_analysis(tuned: LoadedModel, base: LoadedModel, ds: Any, out: str | P
         res["seconds"][section] = round(time.time() - t0, 1)
     res["figures"] = [str(p.relative_to(out)) for p in figs]
     return res
-
-
-def small_config(**kw: Any) -> CausalConfig:
-    """A configuration for tiny models and tests: few facts, few noise samples."""
-    base = CausalConfig(n_facts_trace=2, n_facts=4, n_boot=200,
-                        trace=TraceConfig(positions="key", n_noise=2, window=2),
-                        example_trace=TraceConfig(positions="all", n_noise=2, window=2))
-    return replace(base, **kw)

@@ -208,6 +208,35 @@ def _hooks(pairs: Sequence[tuple[torch.nn.Module, Any]]) -> Iterator[None]:
             h.remove()
 
 
+@dataclass(frozen=True)
+class _Parts:
+    """What tracing needs of a model: the site modules, the embedding and its standard
+    deviation, and whether the forward takes ``logits_to_keep``."""
+
+    mods: dict[str, list[torch.nn.Module]]
+    emb: torch.nn.Module
+    emb_std: float
+    keep: bool
+
+
+def _parts(hf: torch.nn.Module) -> _Parts:
+    emb = hf.get_input_embeddings()
+    return _Parts(site_modules(hf), emb, float(emb.weight.detach().float().std()),
+                  "logits_to_keep" in inspect.signature(hf.forward).parameters)
+
+
+@contextmanager
+def _eval_no_grad(hf: torch.nn.Module) -> Iterator[None]:
+    """Eval mode (no dropout) and no gradients; the module's mode is restored after."""
+    was_training = hf.training
+    hf.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        hf.train(was_training)
+
+
 def _cache_kw(hf: torch.nn.Module) -> str:
     """The forward's KV-cache keyword (``cache`` in recent transformers, else ``past_key_values``)."""
     return "cache" if "cache" in inspect.signature(hf.forward).parameters else "past_key_values"
@@ -231,26 +260,16 @@ def causal_trace(lm: LoadedModel, queries: Sequence[Query], entity: str,
         use_cache: reuse the corrupted prefix through the KV cache (same numbers, faster).
     """
     cfg = config or TraceConfig()
-    hf = lm.hf
-    mods = site_modules(hf)
-    n_layers = len(mods["resid"])
+    parts = _parts(lm.hf)
+    n_layers = len(parts.mods["resid"])
     layers = sorted(set(range(0, n_layers, cfg.layer_stride)) | {n_layers - 1})
-    emb = hf.get_input_embeddings()
-    emb_std = float(emb.weight.detach().float().std())
-    keep = "logits_to_keep" in inspect.signature(hf.forward).parameters
     n_col = 0
     rows: list[dict[str, Any]] = []
     bar = tqdm(queries, desc=f"causal tracing ({entity})", disable=not progress, unit="query")
-    was_training = hf.training
-    hf.eval()
-    try:
-        with torch.no_grad():
-            for i, q in enumerate(bar):
-                rows.append(_trace_query(lm, q, entity, cfg, mods, layers, emb, emb_std, keep, i,
-                                         use_cache))
-                n_col = max(n_col, len(rows[-1]["columns"]))
-    finally:
-        hf.train(was_training)
+    with _eval_no_grad(lm.hf):
+        for i, q in enumerate(bar):
+            rows.append(_trace_query(lm, q, entity, cfg, parts, layers, i, use_cache))
+            n_col = max(n_col, len(rows[-1]["columns"]))
     prob = {s: torch.full((len(rows), len(layers), n_col), float("nan")) for s in cfg.sites}
     for i, r in enumerate(rows):
         for s in cfg.sites:
@@ -264,10 +283,10 @@ def causal_trace(lm: LoadedModel, queries: Sequence[Query], entity: str,
 class _Runner:
     """One query's clean states, noise and restored runs."""
 
-    def __init__(self, lm: LoadedModel, q: Query, entity: str, cfg: TraceConfig,
-                 mods: dict[str, list[torch.nn.Module]], emb: torch.nn.Module, emb_std: float,
-                 keep: bool, index: int, need: set[tuple[str, int]]) -> None:
-        self.lm, self.cfg, self.mods, self.emb, self.keep = lm, cfg, mods, emb, keep
+    def __init__(self, lm: LoadedModel, q: Query, entity: str, cfg: TraceConfig, parts: _Parts,
+                 index: int, need: set[tuple[str, int]]) -> None:
+        self.lm, self.cfg, self.mods, self.emb, self.keep = lm, cfg, parts.mods, parts.emb, parts.keep
+        mods, emb = parts.mods, parts.emb
         p_ids, c_ids = encode_pair(lm, q.prompt, q.target)
         self.span = _entity_positions(lm, q, entity, p_ids)
         if not self.span:
@@ -290,7 +309,7 @@ class _Runner:
             raise FloatingPointError(f"causal tracing: non-finite clean probability for {q.prompt!r}")
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + index)
         self.noise = (torch.randn(cfg.n_noise, len(self.span), emb.weight.shape[1], generator=gen)
-                      * cfg.noise * emb_std).to(dev, emb.weight.dtype)  # [n_noise, span, d_model]
+                      * cfg.noise * parts.emb_std).to(dev, emb.weight.dtype)  # [n_noise, span, d_model]
         self.span_t = torch.tensor(self.span, device=dev)
 
     def _corrupt(self, start: int, repeat: int) -> Any:
@@ -346,14 +365,13 @@ class _Runner:
         return p.view(n_noise, nv).mean(0).cpu()
 
 
-def _trace_query(lm: LoadedModel, q: Query, entity: str, cfg: TraceConfig,
-                 mods: dict[str, list[torch.nn.Module]], layers: list[int], emb: torch.nn.Module,
-                 emb_std: float, keep: bool, index: int, use_cache: bool) -> dict[str, Any]:
-    n_layers = len(mods["resid"])
+def _trace_query(lm: LoadedModel, q: Query, entity: str, cfg: TraceConfig, parts: _Parts,
+                 layers: list[int], index: int, use_cache: bool) -> dict[str, Any]:
+    n_layers = len(parts.mods["resid"])
     groups = {(s, l0): [(s, L) for L in ([l0] if s == "resid" else _window(l0, cfg.window, n_layers))]
               for s in cfg.sites for l0 in layers}
     need = {k for g in groups.values() for k in g}
-    r = _Runner(lm, q, entity, cfg, mods, emb, emb_std, keep, index, need)
+    r = _Runner(lm, q, entity, cfg, parts, index, need)
     n_tok, span = len(r.p_ids), r.span
     p_corrupt = float(r.run([], []).mean())
     cats = _categories(span, n_tok)
@@ -385,12 +403,7 @@ def restored_probability(lm: LoadedModel, q: Query, entity: str,
     in ``restore`` (site-level, no window) at ``positions`` (default: every prompt token).
     Restoring the residual stream of any layer at every position gives back ``p_clean``."""
     cfg = config or TraceConfig()
-    hf = lm.hf
-    mods = site_modules(hf)
-    emb = hf.get_input_embeddings()
-    keep = "logits_to_keep" in inspect.signature(hf.forward).parameters
-    with torch.no_grad():
-        r = _Runner(lm, q, entity, cfg, mods, emb, float(emb.weight.detach().float().std()), keep,
-                    0, set(restore))
+    with _eval_no_grad(lm.hf):
+        r = _Runner(lm, q, entity, cfg, _parts(lm.hf), 0, set(restore))
         pos = list(range(len(r.p_ids))) if positions is None else list(positions)
         return r.p_clean, float(r.run([], []).mean()), float(r.run([list(restore)], pos)[0])
