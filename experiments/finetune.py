@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from experiments.core.config import ConfigMixin
 from interp.fileio import atomic_dir
 from interp.precision import AUTOCAST_DTYPES, PRECISIONS, Choice, choose_precision
-from interp.tokens import encode_pair, pad_batch, pad_id
+from interp.tokens import encode_documents, pad_batch, pad_id
 
 if TYPE_CHECKING:
     from interp.models import LoadedModel
@@ -242,21 +242,6 @@ def _has_fused_adamw() -> bool:
     return "fused" in inspect.signature(torch.optim.AdamW).parameters
 
 
-def encode_documents(lm: LoadedModel, docs: Sequence[tuple[str, str]], loss_on: str
-                     ) -> list[tuple[list[int], list[int]]]:
-    """(ids, labels) per document; labels are -100 where no loss is taken."""
-    out = []
-    for prompt, completion in docs:
-        p, c = encode_pair(lm, prompt, completion)
-        ids = p + c
-        if loss_on == "sequence":
-            labels = [-100] + ids[1:] if lm.bos_token_id is not None else list(ids)
-        else:
-            labels = [-100] * len(p) + c
-        out.append((ids, labels))
-    return out
-
-
 def _setup(lm: LoadedModel, docs: Sequence[tuple[str, str]], cfg: FinetuneConfig) -> _Trainer:
     """Accelerator, (LoRA-wrapped) model, optimizer, schedule, scaler and encoded documents."""
     from accelerate import Accelerator
@@ -373,6 +358,7 @@ def finetune(
     resume: bool = False,
     progress: bool = True,
     on_step: Callable[[dict[str, Any]], None] | None = None,
+    on_epoch_end: Callable[[dict[str, Any]], bool | None] | None = None,
 ) -> dict[str, Any]:
     """Train ``lm.hf`` in place on ``docs``; returns the training log (loss per step, the
     precision chosen and why, padded-token fraction per epoch).
@@ -384,6 +370,10 @@ def finetune(
         resume: continue from the latest complete checkpoint in ``ckpt_dir``.
         on_step: called with the running state after every optimizer step (progress
             reporting, tests that interrupt a run).
+        on_epoch_end: called with the running state (``state["epoch"]`` epochs done) after
+            every epoch, before its checkpoint is written; ``lm`` holds the weights trained so
+            far (put back in train mode afterwards). A true return stops training there: the
+            checkpoint records it (``stopped_early``), so a resumed run stops too.
     """
     ckpt_dir = Path(ckpt_dir)
     tr = _setup(lm, docs, cfg)
@@ -395,7 +385,13 @@ def finetune(
     bar = tqdm(total=total, initial=tr.state["step"], desc=f"finetune ({tr.precision.value})",
                unit="step", disable=not progress or not tr.acc.is_main_process)
     for epoch in range(tr.state["epoch"], cfg.epochs):
+        if tr.state.get("stopped_early"):
+            break
         _epoch(tr, epoch, cfg, pad, bar, on_step)
+        if on_epoch_end is not None:
+            if on_epoch_end(tr.state):
+                tr.state["stopped_early"] = tr.state["epoch"]
+            tr.model.train()
         _save_checkpoint(ckpt_dir, epoch + 1, tr, cfg.keep_checkpoints)
     bar.close()
     return _finish(lm, tr, cfg)
@@ -414,4 +410,5 @@ def _finish(lm: LoadedModel, tr: _Trainer, cfg: FinetuneConfig) -> dict[str, Any
             "final_loss": s["losses"][-1] if s["losses"] else None,
             "precision": tr.precision.to_dict(), "num_processes": tr.acc.num_processes,
             "padded_fraction": s.get("padded_fraction", []),
-            "step_seconds": s.get("step_seconds", []), "step_tokens": s.get("step_tokens", [])}
+            "step_seconds": s.get("step_seconds", []), "step_tokens": s.get("step_tokens", []),
+            **({"stopped_early": s["stopped_early"]} if s.get("stopped_early") else {})}

@@ -47,6 +47,23 @@ def encode_pair(lm: LoadedModel, prompt: str, completion: str) -> tuple[list[int
     return encode_prompt(lm, prompt), encode_completion(lm, completion)
 
 
+def encode_documents(lm: LoadedModel, docs: Sequence[tuple[str, str]], loss_on: str
+                     ) -> list[tuple[list[int], list[int]]]:
+    """(ids, labels) per document, as training sees them: ``loss_on="sequence"`` takes the
+    loss on every token after BOS (the paper's setting), ``"completion"`` on the completion
+    only; labels are -100 where no loss is taken."""
+    out = []
+    for prompt, completion in docs:
+        p, c = encode_pair(lm, prompt, completion)
+        ids = p + c
+        if loss_on == "sequence":
+            labels = [-100] + ids[1:] if lm.bos_token_id is not None else list(ids)
+        else:
+            labels = [-100] * len(p) + c
+        out.append((ids, labels))
+    return out
+
+
 def encode_with_offsets(lm: LoadedModel, text: str) -> tuple[list[int], list[tuple[int, int]]]:
     """Prompt ids as in :func:`encode_prompt` and each token's character span in ``text``
     (BOS gets ``(0, 0)``). Needs a fast tokenizer."""
