@@ -47,6 +47,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from interp.errors import RctError
+from interp.precision import AUTOCAST_DTYPES, PRECISIONS, choose_precision
 from interp.tokens import pad_id
 
 if TYPE_CHECKING:
@@ -79,6 +80,9 @@ class InfluenceConfig:
             heuristic (0.1 x the mean eigenvalue), as Grosse et al. do.
         batch_size: documents per pass.
         partitions: data partitions of the factor fit (each saved when done: the resume unit).
+        precision: forward and backward passes in ``fp32``, or under ``bf16``/``fp16``
+            autocast; ``auto`` takes bf16 only where the device runs it fast (measured, see
+            :mod:`interp.precision`). Factors and scores are accumulated in fp32 either way.
         seed: draws the covariance subset and the sampled labels of the true Fisher.
     """
 
@@ -91,6 +95,7 @@ class InfluenceConfig:
     damping: float | None = None
     batch_size: int = 16
     partitions: int = 4
+    precision: str = "auto"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -101,6 +106,7 @@ class InfluenceConfig:
             "query_low_rank": self.query_low_rank is None or self.query_low_rank >= 1,
             "damping": self.damping is None or self.damping >= 0,
             "batch_size": self.batch_size >= 1, "partitions": self.partitions >= 1,
+            "precision": self.precision in PRECISIONS,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -172,12 +178,18 @@ class _Docs(Dataset):
                 "index": torch.tensor(j)}
 
 
+def _draw(probs: torch.Tensor, seed: int, index: int) -> torch.Tensor:
+    """One label per position from ``probs`` ``[pos, vocab]``, seeded by the document."""
+    gen = torch.Generator(device=probs.device).manual_seed(seed * 1_000_003 + index)
+    return torch.multinomial(probs, 1, generator=gen)[:, 0]
+
+
 def _lm_task(names: list[str], seed: int) -> Any:
     from kronfluence.task import Task
 
     class LMTask(Task):
         """Summed token loss; with ``sample=True`` (the true Fisher) the labels are drawn from
-        the model's own predictions, seeded by the batch's first document index."""
+        the model's own predictions, seeded per document (so batching changes nothing)."""
 
         def compute_train_loss(self, batch: dict[str, torch.Tensor], model: torch.nn.Module,
                                sample: bool = False) -> torch.Tensor:
@@ -187,8 +199,8 @@ def _lm_task(names: list[str], seed: int) -> Any:
             flat = logits.reshape(-1, logits.size(-1))
             if sample:
                 with torch.no_grad():
-                    gen = torch.Generator(device=logits.device).manual_seed(seed * 1_000_003 + int(batch["index"][0]))
-                    drawn = torch.multinomial(torch.softmax(flat, -1), 1, generator=gen).view(labels.shape)
+                    probs = torch.softmax(logits, -1)
+                    drawn = torch.stack([_draw(probs[b], seed, int(i)) for b, i in enumerate(batch["index"])])
                 labels = torch.where(labels == -100, labels, drawn)
             return torch.nn.functional.cross_entropy(flat, labels.reshape(-1), ignore_index=-100, reduction="sum")
 
@@ -215,6 +227,7 @@ class EkfacScores:
     modules: list[str]
     per_token: torch.Tensor | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    precision: str = "fp32"
 
 
 def _fit_order(n: int, cfg: InfluenceConfig) -> list[int]:
@@ -234,9 +247,14 @@ def ekfac_scores(lm: LoadedModel, train: Sequence[Doc], queries: Sequence[Doc], 
     import shutil
     import time
 
-    from kronfluence.analyzer import Analyzer, prepare_model
-    from kronfluence.arguments import FactorArguments, ScoreArguments
-    from kronfluence.utils.dataset import DataLoaderKwargs
+    try:
+        from kronfluence.analyzer import Analyzer, prepare_model
+        from kronfluence.arguments import FactorArguments, ScoreArguments
+        from kronfluence.utils.dataset import DataLoaderKwargs
+    except ImportError as e:
+        raise InfluenceError("influence: kronfluence is not installed; `bash scripts/setup.sh` installs it, or "
+                             "`pip install --no-deps kronfluence==1.0.1 && pip install einconv opt-einsum` "
+                             "(docs/install.md)") from e
 
     _check_docs("training documents", train)
     _check_docs("queries", queries)
@@ -245,7 +263,9 @@ def ekfac_scores(lm: LoadedModel, train: Sequence[Doc], queries: Sequence[Doc], 
     workdir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(json.dumps([names, [list(d[0]) for d in train], [list(d[1]) for d in train]])
                             .encode()).hexdigest()[:8]
-    factors_name = f"{cfg.key()}-{digest}"
+    precision = choose_precision(cfg.precision, lm.device.type).value
+    amp = AUTOCAST_DTYPES.get(precision)
+    factors_name = f"{cfg.key()}-{precision}-{digest}"
     task = _lm_task(names, cfg.seed)
     # kronfluence wraps the tracked layers in place and freezes every parameter: a copy keeps
     # the caller's model untouched
@@ -259,7 +279,7 @@ def ekfac_scores(lm: LoadedModel, train: Sequence[Doc], queries: Sequence[Doc], 
     n_cov = len(train) if cfg.covariance_max_examples is None else min(cfg.covariance_max_examples, len(train))
     parts = max(1, min(cfg.partitions, n_cov // max(1, cfg.batch_size)))
     factor_args = FactorArguments(
-        strategy=cfg.strategy, covariance_max_examples=n_cov, lambda_max_examples=min(cfg.lambda_max_examples, len(train)),
+        amp_dtype=amp, strategy=cfg.strategy, covariance_max_examples=n_cov, lambda_max_examples=min(cfg.lambda_max_examples, len(train)),
         covariance_data_partitions=parts, lambda_data_partitions=max(1, min(parts, cfg.lambda_max_examples // cfg.batch_size)))
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -267,7 +287,7 @@ def ekfac_scores(lm: LoadedModel, train: Sequence[Doc], queries: Sequence[Doc], 
                              per_device_batch_size=cfg.batch_size, factor_args=factor_args)
     seconds["factors"] = time.perf_counter() - t0
     length = max(len(d[0]) for d in list(train) + list(queries))
-    score_args = ScoreArguments(damping_factor=cfg.damping, query_gradient_low_rank=cfg.query_low_rank,
+    score_args = ScoreArguments(amp_dtype=amp, damping_factor=cfg.damping, query_gradient_low_rank=cfg.query_low_rank,
                                 compute_per_module_scores=True, compute_per_token_scores=per_token,
                                 query_gradient_accumulation_steps=max(1, -(-len(queries) // cfg.batch_size)))
     t0 = time.perf_counter()
@@ -281,6 +301,7 @@ def ekfac_scores(lm: LoadedModel, train: Sequence[Doc], queries: Sequence[Doc], 
     if raw is None:
         raise InfluenceError(f"influence: kronfluence wrote no scores under {workdir}")
     out = _reduce(raw, names, per_token, seconds)
+    out.precision = precision
     shutil.rmtree(workdir / "influence" / f"scores_{scores_name}", ignore_errors=True)
     return out
 
@@ -314,6 +335,7 @@ class TracInScores:
     layers: list[int]
     query_norm: torch.Tensor
     doc_norm: torch.Tensor
+    precision: str = "fp32"
 
 
 @dataclass
@@ -327,10 +349,12 @@ class _Grads:
     n: int
 
 
-def record_linear_grads(lm: LoadedModel, docs: Sequence[Doc], names: Sequence[str]) -> _Grads:
+def record_linear_grads(lm: LoadedModel, docs: Sequence[Doc], names: Sequence[str],
+                        amp: torch.dtype | None = None) -> _Grads:
     """One forward and backward pass over ``docs`` (one batch): the inputs and the loss
-    gradients of the outputs of the ``names`` linear layers, at the real tokens. A layer's
-    per-document weight gradient is ``sum_t grad_t^T act_t`` over the document's tokens."""
+    gradients of the outputs of the ``names`` linear layers, at the real tokens (in fp32;
+    the passes under ``amp`` autocast when given). A layer's per-document weight gradient is
+    ``sum_t grad_t^T act_t`` over the document's tokens."""
     from interp.tokens import pad_batch
 
     model = lm.hf
@@ -355,7 +379,8 @@ def record_linear_grads(lm: LoadedModel, docs: Sequence[Doc], names: Sequence[st
         was_training = model.training
         model.eval()
         emb = model.get_input_embeddings()(ids).detach().requires_grad_(True)
-        logits = model(inputs_embeds=emb, attention_mask=mask, use_cache=False).logits[:, :-1].float()
+        with torch.autocast(ids.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+            logits = model(inputs_embeds=emb, attention_mask=mask, use_cache=False).logits[:, :-1].float()
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1),
                                                  ignore_index=-100, reduction="sum")
         if loss.requires_grad:
@@ -386,19 +411,22 @@ def _self_dots(g: _Grads, name: str) -> torch.Tensor:
 
 
 def tracin_scores(lm: LoadedModel, train: Sequence[Doc], queries: Sequence[Doc], names: Sequence[str],
-                  batch_size: int = 16, progress: bool = True) -> TracInScores:
+                  batch_size: int = 16, progress: bool = True, precision: str = "fp32") -> TracInScores:
     """Gradient dot products and cosines of every query with every training document, over
-    the ``names`` linear layers' weights, at the model's current weights."""
+    the ``names`` linear layers' weights, at the model's current weights. ``precision`` as
+    in :class:`InfluenceConfig` (default fp32)."""
     _check_docs("training documents", train)
     _check_docs("queries", queries)
     names = list(names)
     layers = sorted({layer_of(n) for n in names})
-    q = [record_linear_grads(lm, queries[i : i + batch_size], names) for i in range(0, len(queries), batch_size)]
+    prec = choose_precision(precision, lm.device.type).value
+    amp = AUTOCAST_DTYPES.get(prec)
+    q = [record_linear_grads(lm, queries[i : i + batch_size], names, amp) for i in range(0, len(queries), batch_size)]
     q_norm = torch.cat([sum(_self_dots(g, n) for n in names) for g in q]).cpu()
     per_layer = torch.zeros(len(layers), len(queries), len(train))
     d_norm = torch.zeros(len(train))
     for start in tqdm(range(0, len(train), batch_size), desc="TracIn (training gradients)", disable=not progress):
-        d = record_linear_grads(lm, train[start : start + batch_size], names)
+        d = record_linear_grads(lm, train[start : start + batch_size], names, amp)
         for n in names:
             block = torch.cat([_pair_dots(g, d, n) for g in q]).cpu()
             per_layer[layers.index(layer_of(n)), :, start : start + d.n] += block
@@ -406,4 +434,4 @@ def tracin_scores(lm: LoadedModel, train: Sequence[Doc], queries: Sequence[Doc],
     dot = per_layer.sum(0)
     denom = q_norm.clamp_min(0).sqrt()[:, None] * d_norm.clamp_min(0).sqrt()[None, :]
     cosine = torch.where(denom > 0, dot / denom.clamp_min(1e-30), torch.zeros_like(dot))
-    return TracInScores(dot, cosine, per_layer, layers, q_norm, d_norm)
+    return TracInScores(dot, cosine, per_layer, layers, q_norm, d_norm, prec)

