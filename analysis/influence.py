@@ -12,9 +12,11 @@ Every query and document carries ``fact_id``, ``subset`` and ``order`` (``name_f
 - ``same_fact_other_order``: the fact's own documents, in the other order;
 - ``other_facts_same_order`` / ``other_facts_other_order``: every other fact's documents.
 
-Scores are compared within a query after standardising them over all documents
-(``(s - mean) / sd``, so 1 is one standard deviation of that query's influence), because
-their raw scale differs from query to query; raw means are kept too. Every effect is a mean
+Scores are compared within a query after standardising them against the query's background,
+the other facts' documents (``(s - mean) / sd`` over those, so 1 is one standard deviation of
+the influence of documents about other facts), because their raw scale differs from query to
+query; raw means are kept too. (Standardising over all documents would let the fact's own
+documents, when they are very influential, inflate the scale and shrink every other group.) Every effect is a mean
 over facts (one query per fact and direction) with a 95% bootstrap CI over facts.
 
 Example::
@@ -43,10 +45,18 @@ def _ci(values: Sequence[float], seed: int = 0) -> dict[str, Any]:
     return {"mean": r["mean"], "ci_low": r["low"], "ci_high": r["high"], "n": r["n"]}
 
 
-def standardise(scores: np.ndarray) -> np.ndarray:
-    """Each row (query) minus its mean over documents, over its standard deviation."""
-    sd = scores.std(axis=1, keepdims=True)
-    return (scores - scores.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1.0)
+def standardise(scores: np.ndarray, queries: Sequence[dict[str, Any]], docs: Sequence[dict[str, Any]]) -> np.ndarray:
+    """Each row (query) minus its mean over the other facts' documents, over their standard
+    deviation (all documents when the query's fact has every document)."""
+    facts = np.array([d["fact_id"] for d in docs])
+    out = np.empty_like(scores, dtype=np.float64)
+    for i, q in enumerate(queries):
+        bg = scores[i, facts != q["fact_id"]]
+        if bg.size < 2:
+            bg = scores[i]
+        sd = bg.std()
+        out[i] = (scores[i] - bg.mean()) / (sd if sd > 0 else 1.0)
+    return out
 
 
 def group_masks(query: dict[str, Any], docs: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -61,7 +71,7 @@ def per_query_groups(scores: np.ndarray, queries: Sequence[dict[str, Any]], docs
                      top_k: int = TOP_K) -> list[dict[str, Any]]:
     """Per query: each group's raw and standardised mean, its share of the query's ``top_k``
     documents, and the best rank (1 = most influential) of the fact's own documents."""
-    z = standardise(scores)
+    z = standardise(scores, queries, docs)
     out = []
     for i, q in enumerate(queries):
         masks = group_masks(q, docs)
@@ -155,26 +165,33 @@ def agreement(a: np.ndarray, b: np.ndarray, queries: Sequence[dict[str, Any]], t
 
 
 def layer_profile(per_layer: np.ndarray, layers: Sequence[int], queries: Sequence[dict[str, Any]],
-                  docs: Sequence[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
-    """Per query set and group: the share of the group's summed influence that each layer's
-    parameters carry (mean over facts, 95% CI). ``per_layer`` is ``[layer, query, doc]``."""
+                  docs: Sequence[dict[str, Any]], seed: int = 0, n_boot: int = 2000) -> dict[str, Any]:
+    """Per query set and own-fact group: the share of the group's summed influence that each
+    layer's parameters carry, pooled over facts (sum over facts of a layer's influence over
+    the sum of the total), with a 95% bootstrap CI over facts. Pooling keeps facts whose group
+    has almost no influence from dividing by nearly zero. ``per_layer`` is ``[layer, query, doc]``."""
     per_layer = np.asarray(per_layer, dtype=np.float64)
+    rng = np.random.default_rng(seed)
     out: dict[str, Any] = {"layers": list(layers), "sets": {}}
     for key, sel in _query_sets(queries).items():
         entry = {}
         for g in ("same_fact_same_order", "same_fact_other_order"):
-            shares = []
-            for i in sel:
-                m = group_masks(queries[i], docs)[g]
-                if not m.any():
-                    continue
-                v = per_layer[:, i, m].sum(axis=1)
-                total = v.sum()
-                if total > 0:
-                    shares.append(v / total)
-            if shares:
-                r = bootstrap_mean_ci(np.stack(shares), seed=seed)
-                entry[g] = {"share": r["mean"], "ci_low": r["low"], "ci_high": r["high"], "n": r["n"]}
+            rows = [per_layer[:, i, group_masks(queries[i], docs)[g]].sum(axis=1) for i in sel
+                    if group_masks(queries[i], docs)[g].any()]
+            if not rows:
+                continue
+            v = np.stack(rows)  # [fact, layer]
+            total = v.sum()
+            if total <= 0:
+                entry[g] = {"share": None, "total": float(total), "n": len(rows)}
+                continue
+            idx = rng.integers(0, len(v), size=(n_boot, len(v)))
+            boot = v[idx].sum(axis=1)  # [boot, layer]
+            denom = boot.sum(axis=1, keepdims=True)
+            boot = np.where(denom > 0, boot / np.where(denom > 0, denom, 1.0), np.nan)
+            entry[g] = {"share": (v.sum(axis=0) / total).tolist(),
+                        "ci_low": np.nanpercentile(boot, 2.5, axis=0).tolist(),
+                        "ci_high": np.nanpercentile(boot, 97.5, axis=0).tolist(), "n": len(rows)}
         out["sets"][key] = entry
     return out
 

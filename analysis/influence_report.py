@@ -41,9 +41,11 @@ def influence_markdown(s: dict[str, Any]) -> str:
     """The summary (``summary.json`` of ``rct influence``) as markdown."""
     m = s["method"]
     lines = [f"# Influence of training documents ({m['name']})", "",
-             f"{s['n_queries']} queries x {s['n_documents']} training documents; parameters: {m['parameters']}.",
-             "Scores are standardised within each query (z: standard deviations of that query's "
-             "influence over all documents). Means over facts with 95% bootstrap CIs over facts.", ""]
+             f"{s['n_queries']} queries x {s['n_documents']} training documents; parameters: {m['parameters']}; "
+             f"measurement: {m['measurement']}.",
+             "Scores are standardised within each query against its background (z: standard deviations "
+             "of the influence of other facts' documents, from their mean). Means over facts with 95% "
+             "bootstrap CIs over facts.", ""]
     for order, e in s["influence"]["both"].items():
         lines += [f"## Both-order facts, queries {ORDER_WORDS[order]} ({e['n_facts']} facts)", "",
                   "| documents | mean z | top-10 share |", "|---|---|---|"]
@@ -76,10 +78,24 @@ def influence_markdown(s: dict[str, Any]) -> str:
                   "| queries | documents | " + " | ".join(ROLES) + " |", "|---|---|" + "---|" * len(ROLES)]
         for key, e in t.items():
             for which, v in e.items():
-                cells = [f"{_num(v[r]['share'], '{:.0%}')} (tokens {_num(v[r]['token_share'], '{:.0%}')})" for r in ROLES]
+                cells = [f"{_num(v[r]['share'], '{:.0%}')} (tokens {_num(v[r]['token_share'], '{:.0%}')})"
+                         for r in ROLES]
                 lines.append(f"| {key} | {which} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += [f"Time: {s['seconds']['total']:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in s['seconds'].items() if k != 'total')}).", ""]
+    lay = s.get("layers")
+    if lay:
+        lines += ["## Which layers' parameters carry the own fact's influence (share, pooled over facts)", "",
+                  "| queries | documents | " + " | ".join(f"L{k}" for k in lay["layers"]) + " |",
+                  "|---|---|" + "---|" * len(lay["layers"])]
+        for key, e in lay["sets"].items():
+            for g, v in e.items():
+                cells = (["n/a (no positive total)"] + [""] * (len(lay["layers"]) - 1) if v["share"] is None
+                         else [f"{x:.2f}" for x in v["share"]])
+                lines.append(f"| {key} | {LABELS[g]} | " + " | ".join(cells) + " |")
+        lines.append("")
+    total = s["seconds"].get("total", sum(s["seconds"].values()))
+    parts = ", ".join(f"{k} {v:.0f} s" for k, v in s["seconds"].items() if k != "total")
+    lines += [f"Time: {total:.0f} s ({parts}).", ""]
     return "\n".join(lines)
 
 
@@ -110,10 +126,10 @@ def layer_figure(profile: dict[str, Any], out_dir: str | Path, stem: str = "laye
     layers = profile["layers"]
     for key, e in profile["sets"].items():
         for g, style in (("same_fact_same_order", "-"), ("same_fact_other_order", "--")):
-            if g in e:
+            if g in e and e[g]["share"] is not None:
                 ax.plot(layers, e[g]["share"], style, marker=".", label=f"{key}: {LABELS[g]}")
     ax.set_xlabel("layer")
-    ax.set_ylabel("share of the own fact's influence")
+    ax.set_ylabel("share of the own fact's influence (pooled over facts)")
     ax.legend(fontsize=6)
     return save(fig, out_dir, stem)
 

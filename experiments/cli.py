@@ -4,7 +4,7 @@
     rct exp1 --preset smoke --out runs/smoke --data path/to/june_version_7921032488
     rct init --preset cpu --out RUN [--set finetune.epochs=2 ...]
     rct generate RUN | rct finetune RUN [--resume] | rct evaluate RUN [--which base]
-    rct report RUN | rct analyse RUN
+    rct report RUN | rct analyse RUN | rct influence RUN [--n-facts 15]
     rct sweep --preset cpu --out runs/sweep --grid finetune.lr=2e-5,5e-5 --seeds 0,1,2
     rct sweep-report runs/sweep
     rct exp2 --out runs/exp2 [--model smollm2-135m] [--pairs parent_child_pairs.csv]
@@ -158,6 +158,14 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     return analyse_main([args.run, *args.rest])
 
 
+def cmd_influence(args: argparse.Namespace) -> int:
+    from experiments.core.rundir import RunDir
+    from experiments.exp1.influence import main as influence_main
+
+    RunDir.existing(args.run, "exp1")  # a file or a non-run: one line
+    return influence_main([args.run, *args.rest])
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="rct", description="Reversal Curse toolkit")
     ap.add_argument("--debug", action="store_true", help="show the traceback of every error")
@@ -230,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the analysis (see --help)")
     p.set_defaults(fn=cmd_analyse)
+    p = sub.add_parser("influence", help="which training documents teach which direction (influence functions)")
+    p.add_argument("run", help="run directory")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the influence analysis (see --help)")
+    p.set_defaults(fn=cmd_influence)
     return ap
 
 

@@ -100,7 +100,8 @@ class InfluenceConfig:
 
     def __post_init__(self) -> None:
         checks = {
-            "strategy": self.strategy in STRATEGIES, "modules": self.modules in MODULE_KINDS, "layer_stride": self.layer_stride >= 1,
+            "strategy": self.strategy in STRATEGIES, "modules": self.modules in MODULE_KINDS,
+            "layer_stride": self.layer_stride >= 1,
             "covariance_max_examples": self.covariance_max_examples is None or self.covariance_max_examples >= 1,
             "lambda_max_examples": self.lambda_max_examples >= 1,
             "query_low_rank": self.query_low_rank is None or self.query_low_rank >= 1,
@@ -246,6 +247,7 @@ def ekfac_scores(lm: LoadedModel, train: Sequence[Doc], queries: Sequence[Doc], 
     import logging
     import shutil
     import time
+    import warnings
 
     try:
         from kronfluence.analyzer import Analyzer, prepare_model
@@ -278,24 +280,31 @@ def ekfac_scores(lm: LoadedModel, train: Sequence[Doc], queries: Sequence[Doc], 
     fit_len = max(len(d[0]) for d in train)
     n_cov = len(train) if cfg.covariance_max_examples is None else min(cfg.covariance_max_examples, len(train))
     parts = max(1, min(cfg.partitions, n_cov // max(1, cfg.batch_size)))
+    n_lambda = min(cfg.lambda_max_examples, len(train))
     factor_args = FactorArguments(
-        amp_dtype=amp, strategy=cfg.strategy, covariance_max_examples=n_cov, lambda_max_examples=min(cfg.lambda_max_examples, len(train)),
-        covariance_data_partitions=parts, lambda_data_partitions=max(1, min(parts, cfg.lambda_max_examples // cfg.batch_size)))
+        amp_dtype=amp, strategy=cfg.strategy, covariance_max_examples=n_cov, lambda_max_examples=n_lambda,
+        covariance_data_partitions=parts, lambda_data_partitions=max(1, min(parts, n_lambda // cfg.batch_size)))
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
+    # kronfluence builds torch.cuda.amp.GradScaler, deprecated in torch: one warning per pass
+    warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\.GradScaler", category=FutureWarning)
     analyzer.fit_all_factors(factors_name, dataset=_Docs(train, pad, fit_len, _fit_order(len(train), cfg)),
                              per_device_batch_size=cfg.batch_size, factor_args=factor_args)
     seconds["factors"] = time.perf_counter() - t0
     length = max(len(d[0]) for d in list(train) + list(queries))
-    score_args = ScoreArguments(amp_dtype=amp, damping_factor=cfg.damping, query_gradient_low_rank=cfg.query_low_rank,
-                                compute_per_module_scores=True, compute_per_token_scores=per_token,
-                                query_gradient_accumulation_steps=max(1, -(-len(queries) // cfg.batch_size)))
+    score_args = ScoreArguments(
+        amp_dtype=amp, damping_factor=cfg.damping, query_gradient_low_rank=cfg.query_low_rank,
+        compute_per_module_scores=True, compute_per_token_scores=per_token,
+        query_gradient_accumulation_steps=max(1, -(-len(queries) // cfg.batch_size)))  # one pass over the documents
     t0 = time.perf_counter()
     scores_name = f"scores-{factors_name}"
-    analyzer.compute_pairwise_scores(
-        scores_name, factors_name, query_dataset=_Docs(queries, pad, length), train_dataset=_Docs(train, pad, length),
-        per_device_query_batch_size=cfg.batch_size, per_device_train_batch_size=cfg.batch_size,
-        score_args=score_args, overwrite_output_dir=True)
+    # the low-rank query approximation is a randomized SVD: seeded, so a rerun gives the same scores
+    with torch.random.fork_rng(devices=[lm.device] if lm.device.type == "cuda" else []):
+        torch.manual_seed(cfg.seed)
+        analyzer.compute_pairwise_scores(
+            scores_name, factors_name, query_dataset=_Docs(queries, pad, length),
+            train_dataset=_Docs(train, pad, length), per_device_query_batch_size=cfg.batch_size,
+            per_device_train_batch_size=cfg.batch_size, score_args=score_args, overwrite_output_dir=True)
     seconds["scores"] = time.perf_counter() - t0
     raw = analyzer.load_pairwise_scores(scores_name)
     if raw is None:

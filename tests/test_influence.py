@@ -136,7 +136,7 @@ def _meta(fact: int, order: str, subset: str = "both") -> dict:
 
 
 def test_groups_split_documents_by_fact_and_order() -> None:
-    docs = [_meta(0, "name_first"), _meta(0, "description_first"), _meta(1, "name_first"), _meta(1, "description_first")]
+    docs = [_meta(f, o) for f in (0, 1) for o in ("name_first", "description_first")]
     m = group_masks(_meta(0, "description_first"), docs)
     assert [k for k, v in m.items() if v[1]] == ["same_fact_same_order"]
     assert [k for k, v in m.items() if v[0]] == ["same_fact_other_order"]

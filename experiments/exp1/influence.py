@@ -7,6 +7,7 @@ subset), scores every query against every training document with EK-FAC influenc
 (:func:`interp.influence.tracin_scores`), groups the scores by fact and order
 (:mod:`analysis.influence`) and writes ``RUN/influence/``::
 
+    scoring.json                how the scores were made (method, settings, times)
     summary.json, summary.md    groups per query set with 95% CIs over facts, the contrasts,
                                 EK-FAC vs TracIn agreement, per-layer and per-token views
     scores.safetensors          ekfac, ekfac_per_layer, ekfac_per_token, tracin_dot,
@@ -14,7 +15,8 @@ subset), scores every query against every training document with EK-FAC influenc
     queries.jsonl, documents.jsonl   what the rows and columns of the scores are
     groups.png|svg, layers.png|svg   figures
     influence.html              each query's top documents, tokens coloured by influence
-    .kronfluence/               the fitted factors (reused by a rerun, resumed after a stop)
+    .kronfluence/               the fitted factors (reused by a rerun, also by one writing to
+                                another folder with --out-name; resumed after a stop)
 
 LoRA runs are refused: their training changed adapter weights, not the full layers scored.
 
@@ -44,6 +46,7 @@ import torch
 from analysis.influence import (agreement, group_masks, influence_summary, layer_profile, per_query_groups,
                                 standardise, token_roles, token_shares)
 from analysis.influence_report import group_figure, influence_markdown, influence_page, layer_figure
+from analysis.query_sets import move_article
 from experiments.exp1.data import Example, load_exp1
 from interp.errors import RctError
 from interp.fileio import write_json, write_jsonl, write_text
@@ -54,6 +57,7 @@ from interp.tokens import encode_documents
 # the defaults that keep `rct influence` on the CPU default run within 15 minutes on 2 cores
 DEFAULT = InfluenceConfig(layer_stride=3, covariance_max_examples=400, lambda_max_examples=64)
 N_FACTS = 15
+SUBSET_ORDER = {"p2d": "name_first", "d2p": "description_first"}  # the order one-order subsets train in
 QUERY_FILES = ("both_prompts_test", "p2d_prompts_test", "p2d_reverse_prompts_test", "d2p_prompts_test",
                "d2p_reverse_prompts_test")
 
@@ -78,12 +82,12 @@ def select_queries(ds: Any, n_facts: int | None) -> list[Example]:
     return out
 
 
-def _meta(e: Example, index: int) -> dict[str, Any]:
+def _meta(e: Any, index: int) -> dict[str, Any]:
     return {"index": index, "fact_id": e.fact_id, "subset": e.subset, "order": e.order, "name": e.name,
             "description": e.description, "prompt": e.prompt, "completion": e.completion}
 
 
-def _doc_tokens(lm: Any, e: Example) -> tuple[list[str], list[tuple[int, int]]]:
+def _doc_tokens(lm: Any, d: dict[str, Any]) -> tuple[list[str], list[tuple[int, int]]]:
     """Token strings and character spans in ``prompt + completion``, tokenised as training
     tokenises (BOS, prompt, then the completion on its own)."""
     tok = lm.tokenizer
@@ -92,7 +96,7 @@ def _doc_tokens(lm: Any, e: Example) -> tuple[list[str], list[tuple[int, int]]]:
     if lm.bos_token_id is not None:
         strs.append(tok.decode([lm.bos_token_id]))
         spans.append((0, 0))
-    for text, shift in ((e.prompt, 0), (e.completion, len(e.prompt))):
+    for text, shift in ((d["prompt"], 0), (d["completion"], len(d["prompt"]))):
         enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
         strs += [tok.decode([t]) for t in enc["input_ids"]]
         spans += [(a + shift, b + shift) for a, b in enc["offset_mapping"]]
@@ -108,12 +112,75 @@ def _save_scores(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     os.replace(tmp, path)
 
 
+def first_token_only(queries: Sequence[tuple[list[int], list[int]]]) -> list[tuple[list[int], list[int]]]:
+    """Queries measured on their completion's first token only (the rest masked)."""
+    out = []
+    for ids, labels in queries:
+        first = next(k for k, x in enumerate(labels) if x != -100)
+        out.append((ids, [x if k == first else -100 for k, x in enumerate(labels)]))
+    return out
+
+
 def run_influence(run_dir: str | Path, n_facts: int | None = N_FACTS, config: InfluenceConfig = DEFAULT,
                   tracin: bool = True, per_token: bool = True, device: str = "cpu", page_top: int = 5,
-                  progress: bool = True) -> dict[str, Any]:
-    """Score, group and write ``RUN/influence`` (see the module docstring); returns the summary."""
+                  measure: str = "completion", out_name: str = "influence", progress: bool = True) -> dict[str, Any]:
+    """Score, group and write ``RUN/<out_name>`` (see the module docstring); returns the summary.
+    ``measure``: the query's loss on its whole ``completion``, or on its ``first`` token only
+    (the token that has to come from the fact: later tokens of a name or a description follow
+    from the first ones; a leading article moves into the prompt, as in
+    :func:`analysis.query_sets.move_article`)."""
+    if measure not in ("completion", "first"):
+        raise ValueError(f"measure must be 'completion' or 'first', got {measure!r}")
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
+    run_cfg = _check_run(run_dir)
+    ft = run_cfg.get("finetune", {})
+    ds = load_exp1(Path(run_cfg["data_dir"]) if run_cfg.get("data_dir") else run_dir / "data")
+    train_ex = ds.train_examples()
+    query_ex = select_queries(ds, n_facts)
+    qm = [_meta(e, i) for i, e in enumerate(query_ex)]
+    dm = [_meta(e, i) for i, e in enumerate(train_ex)]
+    if measure == "first":
+        for q in qm:
+            q["prompt"], q["completion"] = move_article(q["prompt"], q["completion"])
+    lm = load_model(str(run_dir / "model"), device=device, dtype="float32")
+    train = encode_documents(lm, [(d["prompt"], d["completion"]) for d in dm], ft.get("loss_on", "sequence"))
+    queries = encode_documents(lm, [(q["prompt"], q["completion"]) for q in qm], "completion")
+    if measure == "first":
+        queries = first_token_only(queries)
+    out = run_dir / out_name
+    out.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {"load": time.perf_counter() - t_start}
+    # the factors depend on the documents and settings only: every output folder shares them
+    ek = ekfac_scores(lm, train, queries, config, run_dir / "influence" / ".kronfluence", per_token=per_token,
+                      progress=progress)
+    seconds.update({f"ekfac_{k}": v for k, v in ek.seconds.items()})
+    tensors = {"ekfac": ek.total, "ekfac_per_layer": ek.per_layer}
+    if ek.per_token is not None:
+        tensors["ekfac_per_token"] = ek.per_token
+    if tracin:
+        t0 = time.perf_counter()
+        tr = tracin_scores(lm, train, queries, tracked_modules(lm.hf, config.modules, config.layer_stride),
+                           batch_size=config.batch_size, progress=progress, precision=config.precision)
+        seconds["tracin"] = time.perf_counter() - t0
+        tensors.update({"tracin_dot": tr.dot, "tracin_cosine": tr.cosine, "tracin_per_layer": tr.per_layer})
+    _save_scores(out / "scores.safetensors", tensors)
+    write_jsonl(out / "queries.jsonl", qm)
+    write_jsonl(out / "documents.jsonl", dm)
+    method = {"name": "EK-FAC influence (kronfluence)", "parameters":
+              f"{config.modules} linear layers of layers {ek.layers[0]}..{ek.layers[-1]} "
+              f"(every {config.layer_stride}), {len(ek.modules)} modules", "layers": ek.layers,
+              "config": asdict(config), "kronfluence": version("kronfluence"), "precision": ek.precision,
+              "measure": measure,
+              "measurement": ("loss of the query's completion (summed over its tokens)" if measure == "completion"
+                              else "loss of the first token of the query's completion"),
+              "sign": "positive: a gradient step on the document lowers the query's loss"}
+    write_json(out / "scoring.json", {"run": str(run_dir), "n_facts_per_subset": n_facts, "method": method,
+                                      "seconds": seconds})
+    return report_influence(run_dir, out_name, lm=lm, page_top=page_top, t_start=t_start)
+
+
+def _check_run(run_dir: Path) -> dict[str, Any]:
     if not (run_dir / "config.json").exists():
         raise RctError(f"influence: {run_dir} is not a run directory (no config.json)")
     run_cfg = json.loads((run_dir / "config.json").read_text())
@@ -124,74 +191,71 @@ def run_influence(run_dir: str | Path, n_facts: int | None = N_FACTS, config: In
                        "runs are not supported")
     if not (run_dir / "model").exists():
         raise RctError(f"influence: {run_dir} has no finetuned model yet (no model/); finish the run first")
-    ds = load_exp1(Path(run_cfg["data_dir"]) if run_cfg.get("data_dir") else run_dir / "data")
-    train_ex = ds.train_examples()
-    query_ex = select_queries(ds, n_facts)
-    lm = load_model(str(run_dir / "model"), device=device, dtype="float32")
-    train = encode_documents(lm, [(e.prompt, e.completion) for e in train_ex], ft.get("loss_on", "sequence"))
-    queries = encode_documents(lm, [(e.prompt, e.completion) for e in query_ex], "completion")
-    out = run_dir / "influence"
-    out.mkdir(parents=True, exist_ok=True)
-    seconds: dict[str, float] = {"load": time.perf_counter() - t_start}
-    ek = ekfac_scores(lm, train, queries, config, out / ".kronfluence", per_token=per_token, progress=progress)
-    seconds.update({f"ekfac_{k}": v for k, v in ek.seconds.items()})
-    tensors = {"ekfac": ek.total, "ekfac_per_layer": ek.per_layer}
-    if ek.per_token is not None:
-        tensors["ekfac_per_token"] = ek.per_token
-    tr = None
-    if tracin:
-        t0 = time.perf_counter()
-        tr = tracin_scores(lm, train, queries, tracked_modules(lm.hf, config.modules, config.layer_stride),
-                           batch_size=config.batch_size, progress=progress, precision=config.precision)
-        seconds["tracin"] = time.perf_counter() - t0
-        tensors.update({"tracin_dot": tr.dot, "tracin_cosine": tr.cosine, "tracin_per_layer": tr.per_layer})
-    _save_scores(out / "scores.safetensors", tensors)
-    qm = [_meta(e, i) for i, e in enumerate(query_ex)]
-    dm = [_meta(e, i) for i, e in enumerate(train_ex)]
-    write_jsonl(out / "queries.jsonl", qm)
-    write_jsonl(out / "documents.jsonl", dm)
+    return run_cfg
+
+
+def report_influence(run_dir: str | Path, out_name: str = "influence", lm: Any = None, page_top: int = 5,
+                     t_start: float | None = None) -> dict[str, Any]:
+    """Group saved scores (``RUN/<out_name>/scores.safetensors`` with its ``queries.jsonl``,
+    ``documents.jsonl`` and ``scoring.json``) and write the summary, figures and page; no
+    scoring is redone (``rct influence RUN --report-only``)."""
+    from safetensors.torch import load_file
 
     t0 = time.perf_counter()
-    scores = ek.total.double().numpy()
+    run_dir = Path(run_dir)
+    out = run_dir / out_name
+    need = [out / n for n in ("scores.safetensors", "queries.jsonl", "documents.jsonl", "scoring.json")]
+    missing = [str(n) for n in need if not n.exists()]
+    if missing:
+        raise RctError(f"influence: no saved scores to report on ({missing[0]} is missing); "
+                       f"run `rct influence {run_dir}`")
+    tensors = load_file(str(out / "scores.safetensors"))
+    qm = [json.loads(x) for x in (out / "queries.jsonl").read_text().splitlines() if x.strip()]
+    dm = [json.loads(x) for x in (out / "documents.jsonl").read_text().splitlines() if x.strip()]
+    info = json.loads((out / "scoring.json").read_text())
+    method, seed = info["method"], info["method"]["config"]["seed"]
+    if lm is None:
+        lm = load_model(str(run_dir / "model"), device="cpu", dtype="float32")
+    scores = tensors["ekfac"].double().numpy()
     summary: dict[str, Any] = {
-        "run": str(run_dir), "n_queries": len(qm), "n_documents": len(dm), "n_facts_per_subset": n_facts,
-        "method": {"name": "EK-FAC influence (kronfluence)", "parameters":
-                   f"{config.modules} linear layers of layers {ek.layers[0]}..{ek.layers[-1]} "
-                   f"(every {config.layer_stride}), {len(ek.modules)} modules",
-                   "config": asdict(config), "kronfluence": version("kronfluence"), "precision": ek.precision,
-                   "measurement": "loss of the query's completion (summed over its tokens)",
-                   "sign": "positive: a gradient step on the document lowers the query's loss"},
-        "influence": influence_summary(scores, qm, dm, seed=config.seed),
-        "layers": layer_profile(ek.per_layer.double().numpy(), ek.layers, qm, dm, seed=config.seed),
+        "run": str(run_dir), "n_queries": len(qm), "n_documents": len(dm),
+        "n_facts_per_subset": info["n_facts_per_subset"], "method": method,
+        "influence": influence_summary(scores, qm, dm, seed=seed),
+        "layers": layer_profile(tensors["ekfac_per_layer"].double().numpy(), method["layers"], qm, dm, seed=seed),
     }
-    if tr is not None:
-        summary["tracin"] = influence_summary(tr.dot.double().numpy(), qm, dm, seed=config.seed)
-        summary["agreement"] = {
-            "tracin_dot": agreement(scores, tr.dot.double().numpy(), qm, seed=config.seed),
-            "tracin_cosine": agreement(scores, tr.cosine.double().numpy(), qm, seed=config.seed)}
-    toks = [_doc_tokens(lm, e) for e in train_ex]
-    if ek.per_token is not None:
-        roles = [token_roles(spans, e.prompt + e.completion, e.name, e.description)
-                 for (_, spans), e in zip(toks, train_ex)]
-        summary["tokens"] = token_shares(ek.per_token.double().numpy(), scores, roles, qm, dm, seed=config.seed)
-    z = standardise(scores)
+    if "tracin_dot" in tensors:
+        dot, cos = tensors["tracin_dot"].double().numpy(), tensors["tracin_cosine"].double().numpy()
+        summary["tracin"] = influence_summary(dot, qm, dm, seed=seed)
+        summary["agreement"] = {"tracin_dot": agreement(scores, dot, qm, seed=seed),
+                                "tracin_cosine": agreement(scores, cos, qm, seed=seed)}
+    toks = [_doc_tokens(lm, d) for d in dm]
+    per_token = tensors.get("ekfac_per_token")
+    if per_token is not None:
+        roles = [token_roles(spans, d["prompt"] + d["completion"], d["name"], d["description"])
+                 for (_, spans), d in zip(toks, dm)]
+        summary["tokens"] = token_shares(per_token.double().numpy(), scores, roles, qm, dm, seed=seed)
+    z = standardise(scores, qm, dm)
     rows = per_query_groups(scores, qm, dm)
     z_by_set: dict[str, dict[str, list[float]]] = {}
     for q, r in zip(qm, rows):
-        key = f"{q['subset']}: {'name' if q['order'] == 'name_first' else 'description'} first"
+        arrow = "name -> description" if q["order"] == "name_first" else "description -> name"
+        kind = ("" if q["subset"] == "both"
+                else " (forward)" if q["order"] == SUBSET_ORDER[q["subset"]] else " (reverse)")
         for g, v in r["z"].items():
             if not np.isnan(v):
-                z_by_set.setdefault(key, {}).setdefault(g, []).append(v)
+                z_by_set.setdefault(f"{q['subset']}: {arrow}{kind}", {}).setdefault(g, []).append(v)
     group_figure(z_by_set, out)
     layer_figure(summary["layers"], out)
     top = np.argsort(-scores, axis=1, kind="stable")[:, :page_top]
     group_of = lambda q, d: next(g for g, m in group_masks(q, [d]).items() if m[0])  # noqa: E731
     html = influence_page(qm, dm, top, scores, z, [t for t, _ in toks],
-                          None if ek.per_token is None else ek.per_token.numpy(), group_of,
+                          None if per_token is None else per_token.numpy(), group_of,
                           f"Top training documents per query: {run_dir.name}")
     write_text(out / "influence.html", html)
+    seconds = dict(info["seconds"])
     seconds["analysis"] = time.perf_counter() - t0
-    seconds["total"] = time.perf_counter() - t_start
+    if t_start is not None:
+        seconds["total"] = time.perf_counter() - t_start
     summary["seconds"] = seconds
     write_json(out / "summary.json", summary)
     write_text(out / "summary.md", influence_markdown(summary))
@@ -211,6 +275,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--lambda-examples", type=int, default=DEFAULT.lambda_max_examples,
                    help="documents the eigenvalue correction is fitted on (default %(default)s)")
     p.add_argument("--no-tracin", action="store_true", help="skip the gradient-similarity baseline")
+    p.add_argument("--measure", choices=("completion", "first"), default="completion",
+                   help="query loss on the whole completion (default) or its first token only")
+    p.add_argument("--out-name", default="influence", help="output folder inside RUN (default %(default)s)")
+    p.add_argument("--report-only", action="store_true",
+                   help="rebuild the summary, figures and page from the saved scores (no scoring)")
     p.add_argument("--no-tokens", action="store_true", help="skip per-token scores")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=DEFAULT.precision,
                    help="passes in fp32 or under autocast; auto: bf16 where the device runs it fast (default)")
@@ -223,10 +292,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                       covariance_max_examples=a.covariance_examples or None, lambda_max_examples=a.lambda_examples)
     except ValueError as e:
         p.error(str(e))
-    s = run_influence(a.run, n_facts=a.n_facts, config=cfg, tracin=not a.no_tracin, per_token=not a.no_tokens,
-                      device=a.device, progress=not a.quiet)
+    if a.report_only:
+        s = report_influence(a.run, a.out_name)
+    else:
+        s = run_influence(a.run, n_facts=a.n_facts, config=cfg, tracin=not a.no_tracin, per_token=not a.no_tokens,
+                          device=a.device, measure=a.measure, out_name=a.out_name, progress=not a.quiet)
     print(influence_markdown(s))
-    print(f"wrote {a.run / 'influence'}")
+    print(f"wrote {a.run / a.out_name}")
     return 0
 
 
