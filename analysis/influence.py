@@ -204,16 +204,21 @@ def _query_sets(queries: Sequence[dict[str, Any]]) -> dict[str, list[int]]:
     return sets
 
 
-def token_roles(tokens: Sequence[tuple[int, int]], text: str, name: str, description: str) -> list[str]:
+def token_roles(tokens: Sequence[tuple[int, int]], text: str, name: str,
+                description: str | Sequence[str]) -> list[str]:
     """Role of each token (character span in ``text``): ``name``, ``description`` or
-    ``template``. Spans that are not found verbatim leave their tokens ``template``."""
+    ``template``. ``description`` may list several surface forms (rewordings); the first found
+    in ``text`` counts. Spans that are not found leave their tokens ``template``."""
+    forms = [description] if isinstance(description, str) else list(description)
     spans = []
-    for role, s in (("name", name), ("description", description)):
-        k = text.find(s)
-        if k < 0 and s[:1].isalpha():  # a description may start a sentence capitalised
-            k = text.find(s[0].swapcase() + s[1:])
-        if k >= 0:
-            spans.append((role, k, k + len(s)))
+    for role, options in (("name", [name]), ("description", forms)):
+        for s in options:
+            k = text.find(s)
+            if k < 0 and s[:1].isalpha():  # a description may start a sentence capitalised
+                k = text.find(s[0].swapcase() + s[1:])
+            if k >= 0:
+                spans.append((role, k, k + len(s)))
+                break
     out = []
     for a, b in tokens:
         hit = [r for r, s, e in spans if b > a and a < e and b > s]

@@ -170,3 +170,10 @@ def test_token_roles_mark_name_and_description() -> None:
     spans = [(0, 4), (4, 14), (14, 17), (17, 21), (21, 30), (30, 46)]
     roles = token_roles(spans, text, "Orla Quillmere", "the composer of a sea opera")
     assert roles == ["name", "name", "template", "description", "description", "description"]
+
+
+def test_token_roles_find_a_reworded_description() -> None:
+    text = "Orla Quillmere, the person who composed a sea opera."
+    spans = [(0, 14), (14, 16), (16, 52)]
+    forms = ("the composer of a sea opera", "the person who composed a sea opera")
+    assert token_roles(spans, text, "Orla Quillmere", forms) == ["name", "template", "description"]

@@ -12,6 +12,18 @@ reads folders in the paper's published layout, ours or the paper's own
     paper = load_exp1("reversal_curse/data/reverse_experiments/june_version_7921032488")
     paper.names("d2p")[:1], len(paper.train_examples()), list(paper.test_files())
 
+What the generator guarantees (checked when it runs, :func:`check_patterns` and
+:func:`check_held_out_endings`):
+- one description pattern per fact: no two facts share a `words.DESCRIPTION_PATTERNS` entry,
+  so asking for more facts than there are patterns is an error (`MAX_FACTS_PER_SUBSET`);
+- descriptions reworded across paraphrases: each pattern has three surface forms, spread
+  evenly (in shuffled order) over a fact's training documents of each order, the canonical
+  one (`Fact.description`) among them; the name is never reworded. Every test file uses the
+  canonical form, in prompts and completions (:func:`description_forms` lists the others);
+- held-out endings: every test template ends in `ENDING_WORDS` words that end no training
+  template's text before a slot, so no held-out prompt ends in a phrase that preceded the
+  answer in training.
+
 Conventions:
 - Every file is JSONL of {"prompt", "completion"}; completions start with a space, except
   `validation_prompts.jsonl`, whose completion is the bare first name ("Ada").
@@ -41,7 +53,8 @@ Reading a folder without `facts.jsonl` (the paper's), facts are inferred:
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -53,7 +66,11 @@ from interp.fileio import write_json, write_jsonl
 SUBSETS: tuple[str, ...] = ("p2d", "d2p", "both")
 NAME_FIRST = "name_first"
 DESCRIPTION_FIRST = "description_first"
-MAX_FACTS_PER_SUBSET = 100
+# one description pattern per fact, so the patterns bound the facts of all three subsets
+MAX_FACTS_PER_SUBSET = len(words.DESCRIPTION_PATTERNS) // len(SUBSETS)
+# a held-out template's ending: its last words before the answer (a slot counts as a word)
+ENDING_WORDS = 2
+SLOTS = ("{title}", "{place}")
 
 # file stem -> (subset of its facts or None, order of its lines or None when mixed)
 FILE_SPECS: dict[str, tuple[str | None, str | None]] = {
@@ -95,12 +112,17 @@ class DatasetError(RctError, ValueError):
     """A folder or file that cannot be read as experiment 1 data; names the file and line."""
 
 
+class WordListError(RctError, ValueError):
+    """Word lists or templates (`experiments.exp1.words`) that break a generator guarantee."""
+
+
 @dataclass(frozen=True)
 class Exp1DataConfig(ConfigMixin):
     """Generator settings for experiment 1.
 
     Args:
-        n_facts: facts per subset (p2d, d2p, both), 2 to MAX_FACTS_PER_SUBSET.
+        n_facts: facts per subset (p2d, d2p, both), 2 to MAX_FACTS_PER_SUBSET (each of the
+            3 * n_facts facts gets its own description pattern).
         n_paraphrases: training documents per fact and order, at most the number of
             training templates (34).
         n_test_templates: held-out prompts per fact and order, 1 to 10.
@@ -115,8 +137,17 @@ class Exp1DataConfig(ConfigMixin):
     def __post_init__(self) -> None:
         n_train = min(len(words.NAME_FIRST_TRAIN), len(words.DESCRIPTION_FIRST_TRAIN))
         n_test = min(len(words.NAME_FIRST_TEST), len(words.DESCRIPTION_FIRST_TEST))
+        n_patterns = len(words.DESCRIPTION_PATTERNS)
+        max_facts = n_patterns // len(SUBSETS)
+        if isinstance(self.n_facts, int) and not isinstance(self.n_facts, bool) \
+                and self.n_facts > max_facts:
+            raise ValueError(
+                f"n_facts={self.n_facts} asks for {len(SUBSETS) * self.n_facts} facts "
+                f"({len(SUBSETS)} subsets x {self.n_facts}), but the generator has {n_patterns} "
+                f"description patterns and gives every fact its own: use n_facts <= "
+                f"{max_facts}, or add patterns to experiments/exp1/words.py")
         for name, low, high in (
-            ("n_facts", 2, MAX_FACTS_PER_SUBSET),
+            ("n_facts", 2, max_facts),
             ("n_paraphrases", 1, n_train),
             ("n_test_templates", 1, n_test),
             ("seed", None, None),
@@ -185,15 +216,28 @@ _Row = tuple[Fact, str, str, str]  # fact, order, prompt, completion
 
 
 def generate_exp1(cfg: Exp1DataConfig) -> Exp1Dataset:
-    """Draw 3 * n_facts people and build every file of the paper's layout."""
+    """Draw 3 * n_facts people, one description pattern each, and build every file of the
+    paper's layout. Raises :class:`WordListError` when the word lists break a guarantee."""
+    check_patterns(words.DESCRIPTION_PATTERNS)
+    check_held_out_endings(words.NAME_FIRST_TRAIN + words.DESCRIPTION_FIRST_TRAIN,
+                           words.NAME_FIRST_TEST + words.DESCRIPTION_FIRST_TEST)
+    if len(SUBSETS) * cfg.n_facts > len(words.DESCRIPTION_PATTERNS):  # the config checks it too
+        raise WordListError(f"n_facts={cfg.n_facts}: {len(SUBSETS) * cfg.n_facts} facts need as many "
+                            f"description patterns; there are {len(words.DESCRIPTION_PATTERNS)}")
     rng = random.Random(cfg.seed)
     people = _draw_people(3 * cfg.n_facts, rng)  # drawn in random order: slicing assigns subsets
-    facts = [Fact(i, SUBSETS[i // cfg.n_facts], name, desc) for i, (name, desc) in enumerate(people)]
+    facts = [Fact(i, SUBSETS[i // cfg.n_facts], name, forms[0]) for i, (name, forms) in enumerate(people)]
+    forms_of = {f.fact_id: forms for f, (_, forms) in zip(facts, people)}
     p2d, d2p, both = (facts[k * cfg.n_facts : (k + 1) * cfg.n_facts] for k in range(3))
     k, t = cfg.n_paraphrases, cfg.n_test_templates
 
     def train(group: list[Fact], templates: Sequence[str], order: str) -> list[_Row]:
-        return [_train_row(f, tpl, order) for f in group for tpl in _sample(rng, templates, k)]
+        rows = []
+        for f in group:
+            chosen = _sample(rng, templates, k)
+            spread = _spread(rng, forms_of[f.fact_id], k)
+            rows += [_train_row(f, tpl, order, form) for tpl, form in zip(chosen, spread)]
+        return rows
 
     def test(group: list[Fact], order: str) -> list[_Row]:
         templates = words.NAME_FIRST_TEST if order == NAME_FIRST else words.DESCRIPTION_FIRST_TEST
@@ -238,39 +282,124 @@ def generate_exp1(cfg: Exp1DataConfig) -> Exp1Dataset:
     return Exp1Dataset(facts, files, cfg)
 
 
-def _draw_people(n: int, rng: random.Random) -> list[tuple[str, str]]:
+def _draw_people(n: int, rng: random.Random) -> list[tuple[str, tuple[str, ...]]]:
+    """``n`` (name, description forms) pairs, each with its own description pattern."""
     firsts = rng.sample(words.FIRST_NAMES, n)
     surnames = rng.sample([a + b for a in words.SURNAME_ONSETS for b in words.SURNAME_CODAS], n)
-    patterns = list(words.DESCRIPTION_PATTERNS) * (n // len(words.DESCRIPTION_PATTERNS) + 1)
-    rng.shuffle(patterns)
-    patterns = patterns[:n]
-    n_titles = sum("{title}" in p for p in patterns)
+    patterns = [words.DESCRIPTION_PATTERNS[i] for i in rng.sample(range(len(words.DESCRIPTION_PATTERNS)), n)]
+    n_titles = sum("{title}" in p[0] for p in patterns)
     titles = iter(rng.sample([f"{h} of {t}" for h in words.TITLE_HEADS for t in words.TITLE_TAILS], n_titles))
     places = iter(rng.sample([a + b for a in words.PLACE_ONSETS for b in words.PLACE_CODAS], n - n_titles))
-    descriptions = [
-        p.replace("{title}", next(titles)) if "{title}" in p else p.replace("{place}", next(places))
-        for p in patterns
-    ]
-    return [(f"{first} {last}", desc) for first, last, desc in zip(firsts, surnames, descriptions)]
+    forms = []
+    for p in patterns:
+        slot, value = ("{title}", next(titles)) if "{title}" in p[0] else ("{place}", next(places))
+        forms.append(tuple(form.replace(slot, value) for form in p))
+    return [(f"{first} {last}", fs) for first, last, fs in zip(firsts, surnames, forms)]
 
 
 def _sample(rng: random.Random, templates: Sequence[str], k: int) -> list[str]:
     return [templates[i] for i in sorted(rng.sample(range(len(templates)), k))]
 
 
-def _train_row(fact: Fact, template: str, order: str) -> _Row:
-    """Split a whole-sentence template right before its second slot."""
+def _spread(rng: random.Random, forms: Sequence[str], k: int) -> list[str]:
+    """``k`` surface forms, each used k // len(forms) or one more times, the canonical one
+    (``forms[0]``) at least once, in shuffled order."""
+    out = [forms[i % len(forms)] for i in range(k)]
+    rng.shuffle(out)
+    return out
+
+
+def _train_row(fact: Fact, template: str, order: str, description: str) -> _Row:
+    """Split a whole-sentence template right before its second slot; ``description`` is the
+    surface form this document uses."""
     if order == NAME_FIRST:
         head, rest = template.split(" {description}")
-        return fact, order, head.replace("{name}", fact.name), f" {fact.description}{rest}"
+        return fact, order, head.replace("{name}", fact.name), f" {description}{rest}"
     head, rest = template.split(" {name}")
-    return fact, order, head.replace("{description}", fact.description), f" {fact.name}{rest}"
+    return fact, order, head.replace("{description}", description), f" {fact.name}{rest}"
 
 
 def _test_row(fact: Fact, template: str, order: str) -> _Row:
+    """Test prompts and completions use the canonical description (``fact.description``)."""
     if order == NAME_FIRST:
         return fact, order, template.replace("{name}", fact.name), " " + fact.description
     return fact, order, template.replace("{description}", fact.description), " " + fact.name
+
+
+def description_forms(description: str) -> tuple[str, ...]:
+    """Every surface form of a generated description, the canonical one (``description``)
+    first; ``(description,)`` for a description no pattern produces (the paper's).
+
+    Example::
+
+        description_forms('the composer of the underwater opera "Tides of Glass"')[1]
+        # 'the person who composed the underwater opera "Tides of Glass"'
+    """
+    for pattern in words.DESCRIPTION_PATTERNS:
+        slot = next(s for s in SLOTS if s in pattern[0])
+        before, after = pattern[0].split(slot)
+        if description.startswith(before) and description.endswith(after) \
+                and len(description) > len(before) + len(after):
+            value = description[len(before) : len(description) - len(after)]
+            return tuple(form.replace(slot, value) for form in pattern)
+    return (description,)
+
+
+# ---------------------------------------------------------------- checks of the word lists
+
+
+def check_patterns(patterns: Sequence[Sequence[str]]) -> None:
+    """Raise :class:`WordListError` unless every pattern has 2+ distinct surface forms, each
+    starting with "the " and holding the same one slot (``{title}`` or ``{place}``), and no
+    two patterns share a canonical form or its head noun (the second word)."""
+    heads: dict[str, str] = {}
+    for forms in patterns:
+        where = f"description pattern {forms[0]!r}"
+        if len(forms) < 2 or len(set(forms)) != len(forms):
+            raise WordListError(f"{where}: needs 2 or more distinct surface forms, got {list(forms)}")
+        slots = [s for s in SLOTS if s in forms[0]]
+        for form in forms:
+            if not form.startswith("the ") or len(slots) != 1 or form.count(slots[0]) != 1 \
+                    or "{" in form.replace(slots[0], ""):
+                raise WordListError(f"{where}: the form {form!r} must start with 'the ' and hold "
+                                    f"the pattern's one slot ({' or '.join(SLOTS)}) once")
+        head = forms[0].split()[1]
+        if head in heads:
+            raise WordListError(f"{where}: shares its head noun {head!r} with {heads[head]!r}; "
+                                "every fact gets a pattern of its own")
+        heads[head] = forms[0]
+
+
+def template_ending(text: str, n: int = ENDING_WORDS) -> tuple[str, ...]:
+    """The last ``n`` words of ``text``, lower-cased, punctuation ignored, a slot counting as
+    the word ``<slot>``: ``"Records show that {description} is named"`` -> ``("is", "named")``."""
+    tokens = re.findall(r"\{\w+\}|[\w'-]+", text.lower())
+    return tuple("<slot>" if t.startswith("{") else t for t in tokens[-n:])
+
+
+def training_endings(templates: Iterable[str], n: int = ENDING_WORDS) -> dict[tuple[str, ...], str]:
+    """Ending (:func:`template_ending`) of the text before each slot of each training
+    template -> one template that has it; texts shorter than ``n`` words are skipped."""
+    out: dict[tuple[str, ...], str] = {}
+    for tpl in templates:
+        for slot in ("{name}", "{description}"):
+            ending = template_ending(tpl.split(slot)[0], n)
+            if len(ending) == n:
+                out.setdefault(ending, tpl)
+    return out
+
+
+def check_held_out_endings(train_templates: Iterable[str], test_templates: Iterable[str],
+                           n: int = ENDING_WORDS) -> None:
+    """Raise :class:`WordListError` when a held-out template ends (its last ``n`` words, see
+    :func:`template_ending`) as some training template's text before a slot does: a prompt
+    ending "... is named" would then cue the answer by a phrase seen before it in training."""
+    seen = training_endings(train_templates, n)
+    clashes = [f"{tpl!r} ends in {' '.join(template_ending(tpl, n))!r} like training template {seen[e]!r}"
+               for tpl in test_templates if (e := template_ending(tpl, n)) in seen]
+    if clashes:
+        raise WordListError(f"held-out templates must end in {n} words no training template has "
+                            f"before a slot: " + "; ".join(clashes))
 
 
 # ---------------------------------------------------------------- writing

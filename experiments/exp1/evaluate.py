@@ -11,12 +11,22 @@ module declares the items and the metrics. For every evaluated test file (subset
 - where the target is a name, the log-prob of a random *other trained name of the same
   subset*, one per fact (seeded, so the base and finetuned models see the same control;
   :mod:`experiments.core.controls`), and
-  a paired t-test and KS test over facts (each fact's prompts averaged first).
+  a paired t-test and KS test over facts (each fact's prompts averaged first), with the
+  95% CI of the mean per-fact difference;
+- where the target is a name, its rank among all trained names of the subset (a secondary
+  metric, ``EvalConfig.rank_names``): every such name, the correct one included, is scored
+  after the prompt in one :func:`interp.scoring.score_completions` call (a prompt's names sit
+  side by side, so the prompt is computed once per pass) and
+  ``normalised_rank`` is the fraction of the other names that score below the correct one
+  (ties count half): 1 = top, 0.5 = chance. Per cell: the mean over facts with a t-based 95%
+  CI and the t-test against 0.5, and top-1 (the correct name above every other) with a
+  Wilson 95% CI over facts.
 
 Example::
 
     metrics = evaluate_exp1(lm, load_exp1(run_dir / "data"), EvalConfig(), run_dir / "eval" / "finetuned")
     metrics["cells"]["p2d_reverse_prompts_test"]["exact_match"]
+    metrics["cells"]["p2d_reverse_prompts_test"]["rank"]["mean_normalised_rank"]
 """
 
 from __future__ import annotations
@@ -24,13 +34,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from experiments.core.config import ConfigMixin
-from analysis.stats import paired_tests, per_group_means
+from analysis.stats import mean_ci_t, paired_tests, per_group_means, wilson_ci
 from experiments.core.controls import draw_controls
 from experiments.core.evaluate import Item, evaluate
 from interp.fileio import write_json, write_jsonl
+from interp.scoring import score_completions
 
 if TYPE_CHECKING:
     from experiments.exp1.data import Exp1Dataset
@@ -58,6 +69,10 @@ class EvalConfig(ConfigMixin):
             are generated.
         random_control: score a random other trained name for every name target (the
             correct-vs-random test); off scores the target only.
+        rank_names: score every trained name of the subset for every name target and record
+            the correct name's rank among them (the subset's names' tokens are scored after
+            every name prompt: several times the work of the target alone; the passes hold
+            ``4 * batch_size`` prompt-name pairs).
         seed: seed of the random-name control.
         files: test-file stems to evaluate (those absent from the dataset are skipped).
     """
@@ -66,6 +81,7 @@ class EvalConfig(ConfigMixin):
     extra_tokens: int = 3
     full_generations: bool = False
     random_control: bool = True
+    rank_names: bool = True
     seed: int = 0
     files: tuple[str, ...] = tuple(CELLS)
 
@@ -90,9 +106,37 @@ def random_other_names(dataset: Exp1Dataset, subset: str, seed: int) -> dict[int
     return {f.fact_id: name for f, name in zip(facts, drawn)}
 
 
+def trained_names(dataset: Exp1Dataset, subset: str) -> list[str]:
+    """Names of the subset's facts that occur in a training document, in fact order: the
+    candidates the correct name is ranked among."""
+    trained = {e.fact_id for e in dataset.train_examples()}
+    return [f.name for f in sorted(dataset.facts, key=lambda f: f.fact_id)
+            if f.subset == subset and f.fact_id in trained]
+
+
+def rank_among(correct: float, others: Sequence[float]) -> dict[str, float | bool | int | None]:
+    """Where the correct name's log-prob falls among the other candidates' log-probs.
+
+    Returns ``rank`` (1 = best; a tie counts half), ``normalised_rank`` (the fraction of the
+    others scored below the correct one, ties half: 1 = top, 0.5 = chance, 0 = bottom; None
+    without others), ``top1`` (above every other) and ``n_candidates`` (others + 1).
+
+    Example::
+
+        rank_among(-9.0, [-12.0, -8.0, -10.0])  # rank 2.0, normalised 0.667, top1 False, 4
+    """
+    above = sum(o > correct for o in others)
+    ties = sum(o == correct for o in others)
+    below = len(others) - above - ties
+    return {"rank": 1 + above + 0.5 * ties,
+            "normalised_rank": (below + 0.5 * ties) / len(others) if others else None,
+            "top1": above == 0 and ties == 0, "n_candidates": len(others) + 1}
+
+
 def exp1_items(dataset: Exp1Dataset, cfg: EvalConfig) -> list[dict[str, Any]]:
     """One record per test prompt of the configured files: where it comes from, its prompt and
-    target, and the random other name scored as its control (name targets only)."""
+    target, the random other name scored as its control, and the trained names of the subset
+    it is ranked among, its own included (name targets only)."""
     records: list[dict[str, Any]] = []
     for stem in cfg.files:
         if stem not in dataset.files:
@@ -100,12 +144,14 @@ def exp1_items(dataset: Exp1Dataset, cfg: EvalConfig) -> list[dict[str, Any]]:
         subset, direction, kind = CELLS[stem]
         control = random_other_names(dataset, subset, cfg.seed) \
             if kind == "name" and cfg.random_control else {}
+        names = trained_names(dataset, subset) if kind == "name" and cfg.rank_names else []
         for ex in dataset.files[stem]:
             records.append({
                 "file": stem, "line": ex.line, "fact_id": ex.fact_id, "subset": subset,
                 "direction": direction, "target_kind": kind, "prompt": ex.prompt,
                 "target": ex.completion,
                 "random_name": control.get(ex.fact_id),
+                "rank_names": names or None,
             })
     if not records:
         raise ValueError(f"no evaluation files found; expected some of {list(cfg.files)}")
@@ -122,7 +168,18 @@ def evaluate_exp1(
              for r in records]
     results = evaluate(lm, items, batch_size=cfg.batch_size, generate_all=cfg.full_generations,
                        extra_tokens=cfg.extra_tokens, progress=progress)
+    ranked = [r for r in records if r["rank_names"]]
+    pairs = [(r["prompt"], " " + n) for r in ranked for n in r["rank_names"]]
+    scores = iter(score_completions(lm, pairs, batch_size=4 * cfg.batch_size, progress=progress)
+                  if pairs else [])
+    name_of = {f.fact_id: f.name for f in dataset.facts}
+    for r in ranked:
+        r["name_logprobs"] = {n: next(scores).total for n in r["rank_names"]}
+        name = name_of[r["fact_id"]]
+        r.update(rank_among(r["name_logprobs"][name],
+                            [v for n, v in r["name_logprobs"].items() if n != name]))
     for r, res in zip(records, results):
+        del r["rank_names"]
         r.update(target_logprob=res.logprob, target_logprob_per_token=res.logprob / res.n_tokens,
                  n_target_tokens=res.n_tokens)
         if res.control_logprobs:
@@ -156,8 +213,39 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
                                                      [rand[k] for k in correct])
             cell["per_fact"] = {"fact_id": list(correct), "correct": list(correct.values()),
                                 "random": [rand[k] for k in correct]}
+        if all("normalised_rank" in r for r in rs):
+            cell["rank"], ranks = rank_summary(rs)
+            pf = cell.setdefault("per_fact", {"fact_id": ranks["fact_id"]})
+            by_fact = {k: i for i, k in enumerate(ranks["fact_id"])}
+            for key in ("normalised_rank", "top1"):
+                pf[key] = [ranks[key][by_fact[k]] for k in pf["fact_id"]]
         cells[stem] = cell
     return {"cells": cells}
+
+
+def rank_summary(records: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, list]]:
+    """The rank metric of one cell, over facts (each fact's prompts averaged first): the mean
+    normalised rank with its t-based 95% CI (clipped to [0, 1]) and the t-test against chance
+    (0.5), top-1 with a Wilson 95% CI over facts (chance 1 / candidates), and the mean rank.
+    Also returns the per-fact values."""
+    keys = [r["fact_id"] for r in records]
+    norm = per_group_means(keys, (r["normalised_rank"] for r in records))
+    top1 = per_group_means(keys, (float(r["top1"]) for r in records))
+    n_cand = sorted({r["n_candidates"] for r in records})
+    t = mean_ci_t(list(norm.values()), null=0.5)
+    low, high = wilson_ci(sum(top1.values()), len(top1))
+    summary = {
+        "n_facts": len(norm), "n_candidates": n_cand[0] if len(n_cand) == 1 else n_cand,
+        "mean_normalised_rank": t["mean"],
+        "normalised_rank_ci95_low": None if t["ci95_low"] is None else max(0.0, t["ci95_low"]),
+        "normalised_rank_ci95_high": None if t["ci95_high"] is None else min(1.0, t["ci95_high"]),
+        "normalised_rank_p_vs_chance": t["p"],
+        "top1": sum(top1.values()) / len(top1), "top1_ci95_low": low, "top1_ci95_high": high,
+        "chance_top1": sum(1 / r["n_candidates"] for r in records) / len(records),
+        "mean_rank": sum(r["rank"] for r in records) / len(records),
+    }
+    return summary, {"fact_id": list(norm), "normalised_rank": list(norm.values()),
+                     "top1": [top1[k] for k in norm]}
 
 
 def load_metrics(out_dir: Path) -> dict[str, Any]:

@@ -47,7 +47,7 @@ from analysis.influence import (agreement, group_masks, influence_summary, layer
                                 standardise, token_roles, token_shares)
 from analysis.influence_report import group_figure, influence_markdown, influence_page, layer_figure
 from analysis.query_sets import move_article
-from experiments.exp1.data import Example, load_exp1
+from experiments.exp1.data import Example, description_forms, load_exp1
 from interp.errors import RctError
 from interp.fileio import write_json, write_jsonl, write_text
 from interp.influence import InfluenceConfig, ekfac_scores, tracin_scores, tracked_modules
@@ -231,7 +231,7 @@ def report_influence(run_dir: str | Path, out_name: str = "influence", lm: Any =
     toks = [_doc_tokens(lm, d) for d in dm]
     per_token = tensors.get("ekfac_per_token")
     if per_token is not None:
-        roles = [token_roles(spans, d["prompt"] + d["completion"], d["name"], d["description"])
+        roles = [token_roles(spans, d["prompt"] + d["completion"], d["name"], description_forms(d["description"]))
                  for (_, spans), d in zip(toks, dm)]
         summary["tokens"] = token_shares(per_token.double().numpy(), scores, roles, qm, dm, seed=seed)
     z = standardise(scores, qm, dm)

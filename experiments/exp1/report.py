@@ -1,7 +1,11 @@
 """Experiment 1 report: a Table 1 analog (Markdown) and a Figure 4 analog (matplotlib).
 
 Both read the ``metrics.json`` written by :func:`experiments.exp1.evaluate.evaluate_exp1`, for
-the base model ("before") and the finetuned one ("after").
+the base model ("before") and the finetuned one ("after"). Table 1 has four parts: exact
+match; the correct-vs-random log-prob test per query (difference with its 95% CI, d_z,
+p-values); the reverse difference next to the forward one, the reverse CI's upper end read as
+a bound on the reverse effect (equivalence style: "at most X nats, Y% of the forward effect");
+and the rank of the correct name among the subset's trained names.
 
 Example::
 
@@ -22,6 +26,8 @@ from analysis.fmt import ci, pct, pvalue
 from experiments.exp1.evaluate import CELLS, SUBSET_TITLES
 
 LABELS = {"base": "before finetuning", "finetuned": "after finetuning"}
+# the two name cells with the same prompt form (description -> name): trained vs reverse order
+FORWARD, REVERSE = "d2p_prompts_test", "p2d_reverse_prompts_test"
 
 
 def table1(metrics: dict[str, dict[str, Any]], title: str = "Experiment 1") -> str:
@@ -55,7 +61,82 @@ def table1(metrics: dict[str, dict[str, Any]], title: str = "Experiment 1") -> s
             lines.append(f"| {LABELS[lbl]} | {query} | {t['n']} | {t['mean_correct']:.2f} | "
                          f"{t['mean_control']:.2f} | {t['mean_diff']:+.2f} {interval} | {dz} | "
                          f"{pvalue(t['t_pvalue'])} | {pvalue(t['ks_pvalue'])} |")
+    lines += _bound_lines(metrics, labels) + _rank_lines(metrics, labels)
     return "\n".join(lines) + "\n"
+
+
+def _diff(t: dict[str, Any] | None) -> str:
+    if not t or t.get("mean_diff") is None:
+        return "n/a"
+    return f"{t['mean_diff']:+.2f} {ci(t.get('diff_ci95_low'), t.get('diff_ci95_high'))}".rstrip()
+
+
+def reverse_bound(forward: dict[str, Any] | None, reverse: dict[str, Any] | None) -> float | None:
+    """The reverse difference's 95% CI upper end as a fraction of the forward mean difference
+    (correct minus random name, nats): the largest reverse preference for the correct name
+    the data allow, relative to the trained direction's. None when either is missing or the
+    forward effect is not established (its CI does not lie above 0).
+
+    Example::
+
+        reverse_bound({"mean_diff": 6.7, "diff_ci95_low": 5.5}, {"diff_ci95_high": 1.34})  # 0.2
+    """
+    if not forward or not reverse or reverse.get("diff_ci95_high") is None:
+        return None
+    low = forward.get("diff_ci95_low")
+    return None if low is None or low <= 0 else reverse["diff_ci95_high"] / forward["mean_diff"]
+
+
+def _bound_lines(metrics: dict[str, dict[str, Any]], labels: list[str]) -> list[str]:
+    rows = []
+    for lbl in labels:
+        cells = metrics[lbl]["cells"]
+        fwd, rev = (cells.get(s, {}).get("correct_vs_random") for s in (FORWARD, REVERSE))
+        if not fwd and not rev:
+            continue
+        ratio = reverse_bound(fwd, rev)
+        high = None if not rev else rev.get("diff_ci95_high")
+        bound = "n/a" if high is None else f"{high:+.2f} nats" + ("" if ratio is None else f" ({pct(ratio)})")
+        rows.append(f"| {LABELS[lbl]} | {_diff(fwd)} | {_diff(rev)} | {bound} |")
+    if not rows:
+        return []
+    return ["", "The reverse effect next to the forward one, on the same prompt form (description -> "
+            "name; correct minus random trained name, nats, mean over facts [95% CI]). The reverse "
+            "CI's upper end bounds any preference for the correct name in the reverse order; where "
+            "the forward effect is established (its CI above 0) the bound is also given as a "
+            "percentage of it:", "",
+            f"| model | forward: {SUBSET_TITLES['d2p']}, same order | reverse: "
+            f"{SUBSET_TITLES['p2d']}, reverse order | reverse effect at most (of forward) |",
+            "|---|---|---|---|", *rows]
+
+
+def _rank_lines(metrics: dict[str, dict[str, Any]], labels: list[str]) -> list[str]:
+    rows = []
+    for lbl in labels:
+        for stem, cell in metrics[lbl]["cells"].items():
+            r = cell.get("rank")
+            if not r:
+                continue
+            subset, direction, _ = CELLS[stem]
+            rank = f"{r['mean_normalised_rank']:.3f}"
+            if r["normalised_rank_ci95_low"] is not None:
+                rank += f" [{r['normalised_rank_ci95_low']:.3f}, {r['normalised_rank_ci95_high']:.3f}]"
+            top1 = pct(r["top1"])
+            if r["top1_ci95_low"] is not None:
+                top1 += f" [{pct(r['top1_ci95_low'])}, {pct(r['top1_ci95_high'])}]"
+            rows.append(f"| {LABELS[lbl]} | {SUBSET_TITLES[subset]}, {direction} ({stem}) | {r['n_facts']} | "
+                        f"{r['n_candidates']} | {rank} | {pvalue(r['normalised_rank_p_vs_chance'])} | "
+                        f"{top1} | {pct(r['chance_top1'])} | {r['mean_rank']:.1f} |")
+    if not rows:
+        return []
+    return ["", "Rank of the correct name among all trained names of its subset, by log-prob after "
+            "the prompt. Normalised rank: the fraction of the other names scored below the correct "
+            "one (1 = top, 0.5 = chance); each fact's prompts averaged, mean over facts with a "
+            "t-based 95% CI and the t-test against 0.5. Top-1: the correct name above every other "
+            "(Wilson 95% CI over facts):", "",
+            "| model | query | n facts | candidates | normalised rank [95% CI] | p vs 0.5 | "
+            "top-1 [95% CI] | chance top-1 | mean rank |",
+            "|---|---|---|---|---|---|---|---|---|", *rows]
 
 
 def figure4(metrics: dict[str, dict[str, Any]], stem: str | Path) -> list[Path]:
@@ -64,7 +145,7 @@ def figure4(metrics: dict[str, dict[str, Any]], stem: str | Path) -> list[Path]:
     groups = []
     for lbl in ("base", "finetuned"):
         for file_stem, cell in metrics.get(lbl, {}).get("cells", {}).items():
-            if "per_fact" in cell:
+            if "random" in cell.get("per_fact", {}):
                 subset, direction, _ = CELLS[file_stem]
                 groups.append((f"{LABELS[lbl]}\n{SUBSET_TITLES[subset]}\n{direction} order", cell["per_fact"]))
     if not groups:
