@@ -24,7 +24,7 @@ Example::
 
     from experiments.exp1.influence import run_influence
     s = run_influence("runs/exp1-cpu", n_facts=15)
-    s["ekfac"]["both"]["description_first"]["contrasts"]
+    s["influence"]["both"]["description_first"]["contrasts"]
 
 CLI: ``rct influence RUN [--n-facts 15] [--layer-stride 3] [--no-tracin] [--device cpu]``.
 """
