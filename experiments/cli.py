@@ -129,9 +129,11 @@ def cmd_exp2(args: argparse.Namespace) -> int:
     from experiments.exp2 import Exp2Config, run_exp2
 
     assign = _assignments(args)
-    for key in ("limit", "batch_size", "seed"):
+    for key in ("limit", "batch_size", "seed", "sample_k"):
         if getattr(args, key) is not None:
             assign[key] = getattr(args, key)
+    if args.n_candidates is not None:
+        assign["n_candidates"] = None if args.n_candidates == "all" else args.n_candidates
     if args.pairs:
         assign["pairs"] = str(Path(args.pairs).resolve())
     cfg = build(Exp2Config, args.config, args.set or [], assign)
@@ -224,7 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", help="parent_child_pairs.csv in the paper's layout (default: the shipped list)")
     p.add_argument("--limit", type=int, help="only the first N pairs")
     p.add_argument("--batch-size", type=int, help="queries per forward pass (default 64)")
-    p.add_argument("--seed", type=int, help="picks the random control names (default 0)")
+    p.add_argument("--seed", type=int, help="picks the random control names, candidates and samples (default 0)")
+    p.add_argument("--n-candidates", metavar="N|all", type=lambda v: v if v == "all" else int(v),
+                   help="names each correct answer is ranked among, itself included (default 20; all = every "
+                        "same-role name)")
+    p.add_argument("--sample-k", type=int, help="samples per query at temperature 1, a hit when any starts with "
+                   "the name (default 0: off)")
     p.add_argument("--device", help="auto (cuda, then mps, then cpu), cpu, cuda[:N], mps")
     p.add_argument("--dtype", help="float32, bfloat16, float16, auto (bf16 where fast)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")

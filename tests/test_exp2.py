@@ -105,8 +105,12 @@ def test_evaluation_records_and_summary(tiny):
         assert r["exact"] == exact_match(r["greedy_text"], r["target"])
     m = summarise_exp2(records)
     assert m["queries"]["parent"]["n"] == 6 and m["parent_vs_child"]["n_pairs"] == 6
-    assert m["queries"]["child"]["correct_vs_random"]["n"] == 6
-    assert m["gap_parent_vs_child"]["n_pairs"] == 6
+    assert m["queries"]["child"]["gap_vs_random"]["n"] == 6
+    assert m["parent_vs_child"]["diff"]["gap_vs_random"]["n"] == 6
+    for q in ("parent", "child"):  # every mean has its family-clustered interval
+        for metric in ("beaten", "logprob", "exact_match"):
+            c = m["queries"][q][metric]
+            assert c["low"] <= c["mean"] <= c["high"]
 
 
 def test_run_directory_and_cli(tmp_path, capsys):

@@ -6,7 +6,7 @@ reference model's answer to the reverse question and whether it was right (the p
 them from GPT-4; our own list leaves them empty). Only ``child``, ``parent`` and
 ``parent_type`` are required.
 
-The toolkit ships its own list (``experiments/data/exp2_parent_child.csv``): 157 pairs of
+The toolkit ships its own list (``experiments/data/exp2_parent_child.csv``): 156 pairs of
 well-known public figures and their parents, written for this project.
 
 Example::
