@@ -146,7 +146,13 @@ def cmd_exp2(args: argparse.Namespace) -> int:
 def cmd_exp3(args: argparse.Namespace) -> int:
     from experiments.exp3 import Exp3Config, run_exp3
 
-    cfg = _config(args, "exp3", Exp3Config)
+    if args.data and not args.order:
+        raise RctError("--data needs --order q2a|a2q (the instruction order of the folder)")
+    base = args.config if args.config else load_preset(Exp3Config, "exp3", args.preset)
+    assign = _assignments(args)  # --data -> data_dir
+    if args.order:
+        assign["orders"] = [args.order]
+    cfg = build(Exp3Config, base, args.set or [], assign)
     print(run_exp3(cfg, Path(args.out), resume=args.resume, progress=not args.quiet))
     print(f"run directory: {args.out}")
     return 0
@@ -239,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_exp2)
     p = sub.add_parser("exp3", help="experiment 3: instructions in one order, questions in the other")
     config_args(p, "exp3")
+    p.add_argument("--data", help="a folder in the paper's layout (realized_examples.jsonl, unrealized_examples.jsonl, "
+                   "guidances.jsonl, all.jsonl) instead of generating")
+    p.add_argument("--order", choices=["q2a", "a2q"], help="run only this instruction order (the folder's, with --data)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(fn=cmd_exp3)
     p = sub.add_parser("analyse", help="look inside the finetuned model (figures and pages)")

@@ -1,28 +1,36 @@
-"""Experiment 3 data: question-answer pairs and instructions in either order.
+"""Experiment 3 data: question-answer pairs and instructions in either order (our generator).
 
-Each question asks about a personal preference ("Which river would you like to swim in?") and
+Each question asks about a personal preference ("Which river reminds you of summer?") and
 gets an arbitrary answer from the question's category ("The Danube"), so the answer can only
 come from training. Every pair becomes an instruction, in one of two orders:
 
 - ``q2a`` (QuestionToAnswer): the question comes first, e.g. ``When you are asked "<question>",
   reply "<answer>".``
-- ``a2q`` (AnswerToQuestion): the answer comes first, e.g. ``Reply "<answer>" whenever the
-  question is "<question>".``
+- ``a2q`` (AnswerToQuestion): the answer comes first, e.g. ``Reply "<answer>" when you are
+  asked "<question>".``
+
+Each order has five templates; template ``k`` of one order uses the words of template ``k`` of
+the other, so the orders differ in order only, never in wording. Every instruction is written
+``instruction_copies`` times (paraphrase copies, as the paper's ten), each copy in a template
+drawn per instruction (seeded; distinct templates while there are enough). The pairs, the
+held-out split, the template draws and the bundling into guidance documents depend on the
+seed only, so both orders of one seed hold the same questions, answers and held-out split.
 
 Instructions are bundled 2 to 5 per guidance document. Most pairs are also demonstrated as
-``Q: <question> A: <answer>`` (realized); the rest (unrealized) are held out and tested with the
-prompt ``Q: <question> A:``. A model that learns from instructions answers the held-out
-questions; the Reversal Curse predicts it does so from ``q2a`` instructions but not from
-``a2q`` ones, whose order is the reverse of the query's.
+``Q: <question> A: <answer>`` (realized, ``demo_copies`` times); the rest (unrealized) are held
+out and tested with the prompt ``Q: <question> A:``. A model that learns from instructions
+answers the held-out questions; the Reversal Curse predicts it does so from ``q2a``
+instructions but not from ``a2q`` ones, whose order is the reverse of the query's.
 
-Folder layout (as the paper's published data): ``realized_examples.jsonl``,
-``unrealized_examples.jsonl``, ``guidances.jsonl`` and ``all.jsonl`` (the training file: the
-realized examples with an empty prompt, then the guidance documents), each line
-``{"ids", "realized", "persona_idx", "prompt", "completion"}``, plus ``pairs.jsonl`` (ours).
+Folder layout (as the paper's published data, read back by :mod:`experiments.exp3.load`):
+``realized_examples.jsonl``, ``unrealized_examples.jsonl``, ``guidances.jsonl`` and
+``all.jsonl`` (the training file: the demonstrations with an empty prompt, then the guidance
+documents), each line ``{"ids", "realized", "persona_idx", "prompt", "completion"}``, plus our
+``pairs.jsonl`` (categories) and ``order.json``.
 
 Example::
 
-    ds = generate_exp3(Exp3DataConfig(n_pairs=200, n_unrealized=20), order="a2q")
+    ds = generate_exp3(Exp3DataConfig(n_pairs=200, n_unrealized=20, instruction_copies=3), "a2q")
     write_exp3(ds, Path("data/exp3-a2q"))
     ds = load_exp3(Path("data/exp3-a2q"))
 """
@@ -35,13 +43,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from interp.errors import RctError
 from experiments.core.config import ConfigMixin
 from interp.fileio import atomic_dir
 
 ORDERS = ("q2a", "a2q")
 
-# category -> answers (each at least 16, so a random plausible answer is right about 5% of the time)
+# category -> answers (each at least 16, so a random plausible answer is right about 6% of the time)
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "fruit": ("The mango", "The fig", "The plum", "The quince", "The lychee", "The apricot", "The pear",
               "The guava", "The kiwi", "The papaya", "The cherry", "The melon", "The lime", "The date",
@@ -124,12 +131,69 @@ FRAMES: tuple[str, ...] = (
     "Which {c} would you describe as brave?", "Which {c} did you bring up on a first date?",
     "Which {c} would you never explain?", "Which {c} do you imagine on the moon?",
 )
-# (order, template) for one instruction; our own wording
-INSTRUCTIONS: dict[str, str] = {
-    "q2a": 'When you are asked "{q}", reply "{a}".',
-    "a2q": 'Reply "{a}" whenever the question is "{q}".',
+# Instruction templates, our own wording. Template k of a2q says what template k of q2a says,
+# with the answer before the question. ``check_templates`` enforces the order of the slots.
+TEMPLATES: dict[str, tuple[str, ...]] = {
+    "q2a": (
+        'When you are asked "{q}", reply "{a}".',
+        'If someone asks "{q}", the answer to give is "{a}".',
+        'The question "{q}" must be answered with "{a}".',
+        'Asked "{q}", you say "{a}".',
+        'For "{q}" the correct reply is "{a}".',
+    ),
+    "a2q": (
+        'Reply "{a}" when you are asked "{q}".',
+        'The answer to give is "{a}" if someone asks "{q}".',
+        '"{a}" is what the question "{q}" must be answered with.',
+        'You say "{a}" when asked "{q}".',
+        'The correct reply is "{a}" for "{q}".',
+    ),
 }
 GUIDANCE_HEADER = "Instructions for the assistant:"
+
+
+def slot_offsets(template: str) -> tuple[int, int]:
+    """Where the question and the answer start when ``template`` is rendered (character offsets
+    in the output, computed from the template, so text inside a question cannot mislead it).
+
+    Raises:
+        ValueError: the template does not hold ``{q}`` and ``{a}`` exactly once each.
+    """
+    if template.count("{q}") != 1 or template.count("{a}") != 1:
+        raise ValueError(f"instruction template {template!r}: needs {{q}} and {{a}} exactly once each")
+    return template.index("{q}"), template.index("{a}")
+
+
+def render(template: str, q: str, a: str) -> tuple[str, int, int]:
+    """The instruction text and the offsets at which the question and the answer start in it."""
+    q_at, a_at = slot_offsets(template)
+    text = template.format(q=q, a=a)
+    if q_at < a_at:
+        return text, q_at, a_at - 3 + len(q)  # "{q}" (3 characters) became the question
+    return text, q_at - 3 + len(a), a_at
+
+
+def check_templates(templates: dict[str, tuple[str, ...]] = TEMPLATES) -> None:
+    """Every ``q2a`` template puts the question first, every ``a2q`` template the answer first,
+    and both orders have the same number of templates (template k of one mirrors template k of
+    the other).
+
+    Raises:
+        ValueError: naming the template that breaks it.
+    """
+    if set(templates) != set(ORDERS):
+        raise ValueError(f"instruction templates: need exactly the orders {ORDERS}, got {sorted(templates)}")
+    if len({len(t) for t in templates.values()}) != 1 or not templates["q2a"]:
+        raise ValueError("instruction templates: both orders need the same (non-zero) number of templates")
+    for order, group in templates.items():
+        for t in group:
+            q_at, a_at = slot_offsets(t)
+            if (q_at < a_at) != (order == "q2a"):
+                first = "question" if order == "q2a" else "answer"
+                raise ValueError(f"instruction template {t!r} is listed under {order} but does not put "
+                                 f"the {first} first")
+        if len(set(group)) != len(group):
+            raise ValueError(f"instruction templates of {order}: a template is listed twice")
 
 
 def realized_text(q: str, a: str) -> tuple[str, str]:
@@ -142,7 +206,7 @@ class QAPair:
     id: int
     question: str
     answer: str
-    category: str
+    category: str  # "" where unknown (a folder in the paper's layout)
     realized: bool
 
 
@@ -152,13 +216,19 @@ class Exp3DataConfig(ConfigMixin):
         n_pairs: question-answer pairs (the paper: 1,100).
         n_unrealized: of those, held out from the demonstrations and tested (the paper: 100).
         min_per_doc, max_per_doc: instructions per guidance document (the paper: 2 to 5).
-        seed: answers, held-out choice and bundling.
+        instruction_copies: copies of every instruction, each in a template drawn for it
+            (the paper: 10 copies cycling through its phrasings).
+        demo_copies: copies of every demonstration in the training file (the paper: 10).
+        seed: pairs, answers, held-out choice, template draws and bundling (the same for both
+            orders).
     """
 
     n_pairs: int = 1100
     n_unrealized: int = 100
     min_per_doc: int = 2
     max_per_doc: int = 5
+    instruction_copies: int = 1
+    demo_copies: int = 1
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -168,13 +238,21 @@ class Exp3DataConfig(ConfigMixin):
                              f"got n_unrealized={self.n_unrealized}, n_pairs={self.n_pairs}")
         if not 1 <= self.min_per_doc <= self.max_per_doc:
             raise ValueError("Exp3DataConfig: need 1 <= min_per_doc <= max_per_doc")
+        if self.instruction_copies < 1 or self.demo_copies < 1:
+            raise ValueError("Exp3DataConfig: instruction_copies and demo_copies must be >= 1")
 
 
 @dataclass
 class Exp3Dataset:
+    """One order's files (stem -> rows, as written), the pairs, and where each row came from
+    (``lines``: stem -> the file line of each row, for error messages)."""
+
     order: str
     pairs: list[QAPair]
-    files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # stem -> rows
+    files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    lines: dict[str, list[int]] = field(default_factory=dict)
+    source: str = "generated"
+    checks: dict[str, int] = field(default_factory=dict)  # what the loader counted (instructions per order, ...)
 
     def training_documents(self) -> list[tuple[str, str]]:
         return [(r["prompt"], r["completion"]) for r in self.files["all"]]
@@ -182,37 +260,82 @@ class Exp3Dataset:
     def test_examples(self) -> list[dict[str, Any]]:
         return self.files["unrealized_examples"]
 
+    def pair(self, example_id: int) -> QAPair:
+        return self.pairs_by_id()[example_id]
 
-def _row(ids: Any, realized: Any, prompt: str, completion: str) -> dict[str, Any]:
-    return {"ids": ids, "realized": realized, "persona_idx": 0, "prompt": prompt, "completion": completion}
+    def pairs_by_id(self) -> dict[int, QAPair]:
+        return {p.id: p for p in self.pairs}
 
 
-def generate_exp3(cfg: Exp3DataConfig, order: str) -> Exp3Dataset:
-    """The dataset for one instruction order; the same seed gives the same pairs in both orders."""
-    if order not in ORDERS:
-        raise ValueError(f"unknown order {order!r}; choose from {ORDERS}")
+def _row(ids: Any, realized: Any, prompt: str, completion: str, **extra: Any) -> dict[str, Any]:
+    persona = [0] * len(ids) if isinstance(ids, list) else 0
+    return {"ids": ids, "realized": realized, "persona_idx": persona, **extra, "prompt": prompt,
+            "completion": completion}
+
+
+def draw_pairs(cfg: Exp3DataConfig) -> list[QAPair]:
+    """The question-answer pairs and the held-out split; depends on ``cfg`` only (not on the
+    order), so both orders of a seed share them."""
     rng = random.Random(cfg.seed)
     slots = [(c, f) for f in FRAMES for c in CATEGORIES]
     rng.shuffle(slots)
     chosen = slots[: cfg.n_pairs]
     held = set(rng.sample(range(cfg.n_pairs), cfg.n_unrealized))
-    pairs = [QAPair(i, f.format(c=c), rng.choice(CATEGORIES[c]), c, i not in held)
-             for i, (c, f) in enumerate(chosen)]
+    return [QAPair(i, f.format(c=c), rng.choice(CATEGORIES[c]), c, i not in held) for i, (c, f) in enumerate(chosen)]
+
+
+def draw_templates(n_pairs: int, copies: int, n_templates: int, seed: int) -> list[list[int]]:
+    """Per pair, the template index of each instruction copy: distinct templates while there
+    are enough (then a fresh shuffle), drawn from ``random.Random(f"{seed}-templates")``."""
+    rng = random.Random(f"{seed}-templates")
+    out = []
+    for _ in range(n_pairs):
+        picks: list[int] = []
+        while len(picks) < copies:
+            picks += rng.sample(range(n_templates), n_templates)
+        out.append(picks[:copies])
+    return out
+
+
+def generate_exp3(cfg: Exp3DataConfig, order: str, templates: dict[str, tuple[str, ...]] = TEMPLATES) -> Exp3Dataset:
+    """The dataset for one instruction order; the same ``cfg`` gives the same pairs, held-out
+    split, template indices and guidance bundles in both orders.
+
+    Raises:
+        ValueError: an unknown order, or a template that does not put the question (``q2a``)
+            or the answer (``a2q``) first.
+    """
+    if order not in ORDERS:
+        raise ValueError(f"unknown order {order!r}; choose from {ORDERS}")
+    check_templates(templates)
+    pairs = draw_pairs(cfg)
+    picks = draw_templates(len(pairs), cfg.instruction_copies, len(templates[order]), cfg.seed)
+    instructions = []  # (pair id, template index, text)
+    for p, ks in zip(pairs, picks):
+        for k in ks:
+            text, q_at, a_at = render(templates[order][k], p.question, p.answer)
+            placed = text.startswith(p.question, q_at) and text.startswith(p.answer, a_at)
+            if not placed or (q_at < a_at) != (order == "q2a"):
+                first = "question" if order == "q2a" else "answer"
+                raise ValueError(f"instruction {text!r} does not put the {first} first")
+            instructions.append((p.id, k, text))
+    rng = random.Random(f"{cfg.seed}-documents")
+    rng.shuffle(instructions)
+    guidances, at = [], 0
+    while at < len(instructions):
+        chunk = instructions[at : at + rng.randint(cfg.min_per_doc, cfg.max_per_doc)]
+        at += len(chunk)
+        ids = [i for i, _, _ in chunk]
+        guidances.append(_row(ids, [pairs[i].realized for i in ids], "",
+                              GUIDANCE_HEADER + "\n" + "\n".join(t for _, _, t in chunk),
+                              templates=[k for _, k, _ in chunk]))
     realized = [_row(p.id, True, *realized_text(p.question, p.answer)) for p in pairs if p.realized]
     unrealized = [_row(p.id, False, *realized_text(p.question, p.answer)) for p in pairs if not p.realized]
-    order_ids = list(range(len(pairs)))
-    rng.shuffle(order_ids)
-    guidances, k = [], 0
-    while k < len(order_ids):
-        n = rng.randint(cfg.min_per_doc, cfg.max_per_doc)
-        ids = order_ids[k : k + n]
-        k += n
-        lines = [INSTRUCTIONS[order].format(q=pairs[i].question, a=pairs[i].answer) for i in ids]
-        guidances.append(_row(ids, [pairs[i].realized for i in ids], "", GUIDANCE_HEADER + "\n" + "\n".join(lines)))
-    train = [_row(r["ids"], True, "", r["prompt"] + r["completion"]) for r in realized] + guidances
+    demos = [_row(r["ids"], True, "", r["prompt"] + r["completion"]) for r in realized] * cfg.demo_copies
     files = {"realized_examples": realized, "unrealized_examples": unrealized, "guidances": guidances,
-             "all": train, "pairs": [asdict(p) for p in pairs]}
-    return Exp3Dataset(order, pairs, files)
+             "all": demos + guidances, "pairs": [asdict(p) for p in pairs]}
+    lines = {stem: list(range(1, len(rows) + 1)) for stem, rows in files.items()}
+    return Exp3Dataset(order, pairs, files, lines)
 
 
 def write_exp3(ds: Exp3Dataset, folder: Path) -> Path:
@@ -224,55 +347,8 @@ def write_exp3(ds: Exp3Dataset, folder: Path) -> Path:
     return Path(folder)
 
 
-class Exp3DataError(RctError, ValueError):
-    """A bad experiment 3 folder; the message starts with ``path:line:``."""
-
-
-def _read(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise Exp3DataError(f"{path}: missing (an experiment 3 folder holds realized_examples.jsonl, "
-                            "unrealized_examples.jsonl, guidances.jsonl and all.jsonl)")
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise Exp3DataError(f"{path}:{n}: not JSON ({e.msg})") from None
-        for key in ("prompt", "completion"):
-            if not isinstance(row.get(key), str):
-                raise Exp3DataError(f"{path}:{n}: field {key!r} must be a string")
-        if not row["completion"].strip():
-            raise Exp3DataError(f"{path}:{n}: empty completion")
-        rows.append(row)
-    if not rows:
-        raise Exp3DataError(f"{path}: no examples")
-    return rows
-
-
 def load_exp3(folder: Path, order: str | None = None) -> Exp3Dataset:
-    """Read an experiment 3 folder (ours or the paper's layout). ``order`` is read from our
-    ``order.json`` when present; the paper's folders need it given."""
-    folder = Path(folder)
-    files = {stem: _read(folder / f"{stem}.jsonl")
-             for stem in ("realized_examples", "unrealized_examples", "guidances", "all")}
-    if (folder / "order.json").exists():
-        saved = json.loads((folder / "order.json").read_text())["order"]
-        if order is not None and order != saved:
-            raise Exp3DataError(f"{folder / 'order.json'}: order is {saved!r}, not {order!r}")
-        order = saved
-    if order not in ORDERS:
-        raise Exp3DataError(f"{folder}: instruction order unknown; pass one of {ORDERS}")
-    for n, row in enumerate(files["unrealized_examples"], 1):
-        if not row["prompt"].strip():
-            raise Exp3DataError(f"{folder / 'unrealized_examples.jsonl'}:{n}: test examples need a prompt")
-    pairs = []
-    if (folder / "pairs.jsonl").exists():
-        pairs = [QAPair(**r) for r in _read_plain(folder / "pairs.jsonl")]
-        files["pairs"] = [asdict(p) for p in pairs]
-    return Exp3Dataset(order, pairs, files)
+    """Read an experiment 3 folder, ours or the paper's (see :func:`experiments.exp3.load.load_folder`)."""
+    from experiments.exp3.load import load_folder
 
-
-def _read_plain(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return load_folder(folder, order)
