@@ -7,6 +7,8 @@
     rct report RUN | rct analyse RUN | rct influence RUN [--n-facts 15]
     rct sweep --preset cpu --out runs/sweep --grid finetune.lr=2e-5,5e-5 --seeds 0,1,2
     rct sweep-report runs/sweep
+    rct mitigations --preset mitigation --out runs/mit [--seeds 0,1,2] [--conditions none,word]
+    rct mitigations-report runs/mit
     rct exp2 --out runs/exp2 [--model smollm2-135m] [--pairs parent_child_pairs.csv]
     rct exp3 --preset cpu --out runs/exp3 [--set finetune.epochs=3]
 
@@ -91,6 +93,24 @@ def _grid_values(item: str) -> tuple[str, list]:
     return key, values
 
 
+def _seeds(text: str | None) -> list[int] | None:
+    """``--seeds 0,1,2`` -> [0, 1, 2] (None when not given)."""
+    try:
+        return [int(s) for s in text.split(",")] if text else None
+    except ValueError:
+        raise RctError(f"--seeds {text!r}: expected integers separated by commas, e.g. 0,1,2") from None
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    """``--shard K/N`` -> (K, N) (None when not given)."""
+    if not text:
+        return None
+    k, sep, n = text.partition("/")
+    if not sep or not k.isdigit() or not n.isdigit() or not 1 <= int(k) <= int(n):
+        raise RctError(f"--shard {text!r}: expected K/N with 1 <= K <= N, e.g. 1/2")
+    return int(k), int(n)
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from experiments.sweep import SweepConfig, report_sweep, run_sweep
 
@@ -100,16 +120,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if key in grid:
             raise RctError(f"--grid {item!r}: key {key!r} given twice")
         grid[key] = values
-    try:
-        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [0]
-    except ValueError:
-        raise RctError(f"--seeds {args.seeds!r}: expected integers separated by commas, e.g. 0,1,2") from None
-    shard = None
-    if args.shard:
-        k, sep, n = args.shard.partition("/")
-        if not sep or not k.isdigit() or not n.isdigit() or not 1 <= int(k) <= int(n):
-            raise RctError(f"--shard {args.shard!r}: expected K/N with 1 <= K <= N, e.g. 1/2")
-        shard = (int(k), int(n))
+    seeds = _seeds(args.seeds) or [0]
+    shard = _shard(args.shard)
     sweep = SweepConfig(_config(args), grid, seeds)
     run_sweep(sweep, Path(args.out), resume=args.resume, shard=shard, progress=not args.quiet,
               evaluate_base=not args.no_base)
@@ -122,6 +134,27 @@ def cmd_sweep_report(args: argparse.Namespace) -> int:
     from experiments.sweep import report_sweep
 
     print(report_sweep(Path(args.sweep)))
+    return 0
+
+
+def cmd_mitigations(args: argparse.Namespace) -> int:
+    from experiments.mitigations import MitigationConfig, report_mitigations, run_mitigations, select
+
+    cfg = build(MitigationConfig, args.config) if args.config else load_preset(MitigationConfig, "mitigations",
+                                                                                args.preset)
+    base = build(exp1.Exp1Config, cfg.base, args.set or [], _assignments(args))  # --set: keys of the base
+    names = args.conditions.split(",") if args.conditions is not None else None
+    cfg = select(cfg, names, _seeds(args.seeds), base)
+    run_mitigations(cfg, Path(args.out), resume=args.resume, shard=_shard(args.shard), progress=not args.quiet)
+    print(report_mitigations(Path(args.out)))
+    print(f"mitigation directory: {args.out}")
+    return 0
+
+
+def cmd_mitigations_report(args: argparse.Namespace) -> int:
+    from experiments.mitigations import report_mitigations
+
+    print(report_mitigations(Path(args.run)))
     return 0
 
 
@@ -179,14 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--debug", action="store_true", help="show the traceback of every error")
     sub = ap.add_subparsers(dest="command", required=True)
 
-    def config_args(p: argparse.ArgumentParser, experiment: str = "exp1") -> None:
-        p.add_argument("--preset", default="cpu", choices=preset_names(experiment),
-                       help=f"a file in experiments/presets/{experiment}/ (default: cpu)")
+    def config_args(p: argparse.ArgumentParser, experiment: str = "exp1", default: str = "cpu") -> None:
+        p.add_argument("--preset", default=default, choices=preset_names(experiment),
+                       help=f"a file in experiments/presets/{experiment}/ (default: {default})")
         p.add_argument("--config", metavar="FILE", help="a YAML/JSON config (a copied preset) instead of --preset")
         p.add_argument("--out", required=True, help="run directory")
         p.add_argument("--resume", action="store_true", help="continue the run in --out (same config)")
         p.add_argument("--model", help="base model spec (default: the preset's)")
-        if experiment == "exp1":
+        if experiment in ("exp1", "mitigations"):
             p.add_argument("--data", help="dataset folder in the paper's layout (default: generate)")
         p.add_argument("--device", help="auto (cuda, then mps, then cpu), cpu, cuda[:N], mps")
         p.add_argument("--dtype", help="float32, bfloat16, float16, auto (bf16 where fast)")
@@ -224,6 +257,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep-report", help="tables and figure of a sweep's finished cells")
     p.add_argument("sweep", help="sweep directory")
     p.set_defaults(fn=cmd_sweep_report)
+    p = sub.add_parser("mitigations", help="compare mitigations on experiment 1: named conditions x seeds, one table")
+    config_args(p, "mitigations", default="mitigation")
+    p.add_argument("--conditions", metavar="NAME,...", help="run only these conditions of the preset, in this "
+                   "order (default: all)")
+    p.add_argument("--seeds", metavar="S1,S2,...", help="finetuning seeds run for every condition (default: the "
+                   "preset's)")
+    p.add_argument("--shard", metavar="K/N", help="run only cells K, K+N, K+2N, ... (1-based)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(fn=cmd_mitigations)
+    p = sub.add_parser("mitigations-report", help="table and figure of a mitigation comparison's finished cells")
+    p.add_argument("run", help="mitigation directory")
+    p.set_defaults(fn=cmd_mitigations_report)
     p = sub.add_parser("exp2", help="experiment 2: real parents and children, both directions, no finetuning")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out (same config)")

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from experiments.core.config import ConfigMixin
 from interp.fileio import atomic_dir
 from interp.precision import AUTOCAST_DTYPES, PRECISIONS, Choice, choose_precision
-from interp.tokens import encode_documents, pad_batch, pad_id
+from interp.tokens import Document, encode_documents, pad_batch, pad_id
 
 if TYPE_CHECKING:
     from interp.models import LoadedModel
@@ -242,7 +242,7 @@ def _has_fused_adamw() -> bool:
     return "fused" in inspect.signature(torch.optim.AdamW).parameters
 
 
-def _setup(lm: LoadedModel, docs: Sequence[tuple[str, str]], cfg: FinetuneConfig) -> _Trainer:
+def _setup(lm: LoadedModel, docs: Sequence[Document], cfg: FinetuneConfig) -> _Trainer:
     """Accelerator, (LoRA-wrapped) model, optimizer, schedule, scaler and encoded documents."""
     from accelerate import Accelerator
 
@@ -352,7 +352,7 @@ def _epoch(tr: _Trainer, epoch: int, cfg: FinetuneConfig, pad: int, bar: Any,
 
 def finetune(
     lm: LoadedModel,
-    docs: Sequence[tuple[str, str]],
+    docs: Sequence[Document],
     cfg: FinetuneConfig,
     ckpt_dir: Path,
     resume: bool = False,
@@ -364,7 +364,8 @@ def finetune(
     precision chosen and why, padded-token fraction per epoch).
 
     Args:
-        docs: (prompt, completion) training documents.
+        docs: (prompt, completion) training documents, or
+            :class:`interp.tokens.TokenReversed` ones (token-level reverse training).
         ckpt_dir: where ``epoch-NNN`` checkpoints (weights, optimizer, scheduler, every
             process's RNG state) go.
         resume: continue from the latest complete checkpoint in ``ckpt_dir``.

@@ -30,7 +30,7 @@ import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from experiments import exp1
 from experiments.core.config import ConfigMixin, build
@@ -143,23 +143,54 @@ def run_sweep(sweep: SweepConfig, sweep_dir: Path, resume: bool = False,
     """Run every cell (or this shard's cells); returns the names of the cells finished now."""
     sweep_dir = Path(sweep_dir)
     sweep = init_sweep(sweep, sweep_dir, resume=resume)
+    return run_cells(sweep, sweep_dir, shard=shard, progress=progress, evaluate_base=evaluate_base)
+
+
+class CellPlan(Protocol):
+    """What :func:`run_cells` needs of a plan of cells: a :class:`SweepConfig` (a grid times
+    seeds) or :class:`experiments.mitigations.MitigationConfig` (named conditions times seeds)."""
+
+    base: exp1.Exp1Config
+
+    def cells(self) -> list[Cell]: ...
+
+    def cell_config(self, cell: Cell, sweep_dir: Path) -> exp1.Exp1Config: ...
+
+    @property
+    def shared_data(self) -> bool: ...
+
+    @property
+    def shared_base(self) -> bool: ...
+
+
+def run_cells(plan: CellPlan, sweep_dir: Path, shard: tuple[int, int] | None = None,
+              progress: bool = True, evaluate_base: bool = True, tag: str = "sweep") -> list[str]:
+    """The cells of a created directory (``sweep_dir``, opened by :func:`init_sweep` or the
+    like), one after another, each an experiment 1 run in ``cells/<name>/``: the shared
+    dataset first (``plan.shared_data``), then the base model once (``plan.shared_base``:
+    ``base/``; otherwise each cell evaluates its own), then every cell of this shard. A
+    finished cell is skipped; an interrupted one continues from its last checkpoint. Returns
+    the names of the cells finished now."""
+    sweep_dir = Path(sweep_dir)
     run = RunDir(sweep_dir)
-    cells = sweep.cells()
+    cells = plan.cells()
     todo = _parse_shard(shard, len(cells))
     with run.stage("generate") as info:
-        if info is not None and sweep.shared_data and not sweep.base.data_dir:
+        if info is not None and plan.shared_data and not plan.base.data_dir:
             from experiments.exp1.data import generate_exp1, write_exp1
 
-            write_exp1(generate_exp1(sweep.base.data), sweep_dir / "data")
-    if evaluate_base and sweep.shared_base:
+            write_exp1(generate_exp1(plan.base.data), sweep_dir / "data")
+    shared_base = evaluate_base and plan.shared_base
+    if shared_base:
         with run.stage("evaluate_base") as info:
             if info is not None:
+                from experiments.exp1.data import generate_exp1, load_exp1
                 from interp.models import load_model
 
-                cfg = sweep.cell_config(cells[0], sweep_dir)
+                cfg = plan.cell_config(cells[0], sweep_dir)
                 lm = load_model(cfg.model, cfg.model_options)
-                evaluate_exp1(lm, exp1.load_dataset(cfg, sweep_dir), cfg.eval, sweep_dir / "base",
-                              progress=progress)
+                dataset = load_exp1(cfg.data_dir) if cfg.data_dir else generate_exp1(cfg.data)
+                evaluate_exp1(lm, dataset, cfg.eval, sweep_dir / "base", progress=progress)
     done = []
     for n, i in enumerate(todo, 1):
         cell = cells[i]
@@ -167,9 +198,9 @@ def run_sweep(sweep: SweepConfig, sweep_dir: Path, resume: bool = False,
         if (run_dir / "config.json").exists() and RunDir(run_dir).done("evaluate_finetuned"):
             continue
         if progress:
-            print(f"[sweep] cell {n}/{len(todo)}: {cell.name}", flush=True)
-        exp1.init_run(sweep.cell_config(cell, sweep_dir), run_dir, resume=True)
-        which = ("finetuned",) if sweep.shared_base or not evaluate_base else ("base", "finetuned")
+            print(f"[{tag}] cell {n}/{len(todo)}: {cell.name}", flush=True)
+        exp1.init_run(plan.cell_config(cell, sweep_dir), run_dir, resume=True)
+        which = ("finetuned",) if shared_base or not evaluate_base else ("base", "finetuned")
         exp1.run_stages(run_dir, which, progress=progress)
         done.append(cell.name)
     return done

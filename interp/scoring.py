@@ -94,6 +94,29 @@ def score_completions(
         if not p:
             raise ValueError(f"prompt {prompt!r} tokenises to nothing and the model has no BOS token, "
                              "so nothing predicts the completion's first token")
+    return score_ids(lm, encoded, batch_size=batch_size, progress=progress, share_prefixes=share_prefixes)
+
+
+@torch.no_grad()
+def score_ids(
+    lm: LoadedModel,
+    encoded: Sequence[tuple[Sequence[int], Sequence[int]]],
+    batch_size: int = 64,
+    progress: bool = False,
+    share_prefixes: bool | None = None,
+) -> list[CompletionScore]:
+    """:func:`score_completions` on pairs already tokenised: ``(prompt ids, completion ids)``,
+    the prompt with its BOS (as :func:`interp.tokens.encode_pair` makes them). For sequences
+    that are not tokenised text, e.g. reversed token ids (reverse training).
+
+    Example::
+
+        score_ids(lm, [encode_pair(lm, "The capital of France is", " Paris")])[0].total
+    """
+    encoded = [(list(p), list(c)) for p, c in encoded]
+    for p, c in encoded:
+        if not p or not c:
+            raise ValueError("score_ids: every prompt and completion needs at least one token")
     if share_prefixes is None:
         share_prefixes = supports_prefix_sharing(lm)
     elif share_prefixes and not supports_prefix_sharing(lm):

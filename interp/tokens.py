@@ -16,7 +16,8 @@ Example::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence, Union
 
 import torch
 
@@ -47,13 +48,38 @@ def encode_pair(lm: LoadedModel, prompt: str, completion: str) -> tuple[list[int
     return encode_prompt(lm, prompt), encode_completion(lm, completion)
 
 
-def encode_documents(lm: LoadedModel, docs: Sequence[tuple[str, str]], loss_on: str
+@dataclass(frozen=True)
+class TokenReversed:
+    """A training document read backwards token by token (reverse training at the token
+    level): :func:`encode_documents` encodes it as ``[bos] + reversed(tok(text))``, with the
+    loss on every token after BOS whatever ``loss_on`` says (it has no prompt/completion split).
+
+    Example::
+
+        encode_documents(lm, [TokenReversed("Ada is")], "sequence")[0][0]
+        # [bos] + tok("Ada is")[::-1]
+    """
+
+    text: str
+
+
+Document = Union[tuple[str, str], TokenReversed]
+
+
+def encode_documents(lm: LoadedModel, docs: Sequence[Document], loss_on: str
                      ) -> list[tuple[list[int], list[int]]]:
     """(ids, labels) per document, as training sees them: ``loss_on="sequence"`` takes the
     loss on every token after BOS (the paper's setting), ``"completion"`` on the completion
-    only; labels are -100 where no loss is taken."""
+    only; labels are -100 where no loss is taken. A :class:`TokenReversed` document is
+    ``[bos] + reversed(tok(text))`` with the loss on every token after BOS."""
     out = []
-    for prompt, completion in docs:
+    for doc in docs:
+        if isinstance(doc, TokenReversed):
+            ids = encode_prompt(lm, "") + encode_completion(lm, doc.text)[::-1]
+            labels = [-100] + ids[1:] if lm.bos_token_id is not None else list(ids)
+            out.append((ids, labels))
+            continue
+        prompt, completion = doc
         p, c = encode_pair(lm, prompt, completion)
         ids = p + c
         if loss_on == "sequence":

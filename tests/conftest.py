@@ -47,6 +47,9 @@ def _presets_on_test_device(monkeypatch, tmp_path_factory) -> None:
         if "model_options" in data:
             data.model_options.device = TEST_DEVICE
             OmegaConf.save(data, path)
+        elif "base" in data and "model_options" in data.base:  # mitigation presets
+            data.base.model_options.device = TEST_DEVICE
+            OmegaConf.save(data, path)
     monkeypatch.setattr(config, "PRESETS_DIR", moved)
 
 

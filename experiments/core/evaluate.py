@@ -17,6 +17,10 @@ every item :func:`evaluate` returns (:class:`Evaluation`):
   item (tested);
 - the greedy text that decided ``exact``, and the full generation where one was made.
 
+:func:`evaluate_ids` does the same for items given as token ids (:class:`IdItem`), for
+sequences that are not tokenised text (reversed token ids, reverse training): there exact
+match is decided on ids, as ``is_greedy``.
+
 Example::
 
     res = evaluate(lm, [Item("Q: Who wrote it? A:", " Orla Quillmere", controls=(" Tamsin Veller",))])[0]
@@ -29,7 +33,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Sequence
 
 from interp.generate import greedy_generate
-from interp.scoring import score_completions
+from interp.scoring import score_completions, score_ids
 
 if TYPE_CHECKING:
     from interp.models import LoadedModel
@@ -54,6 +58,7 @@ class Evaluation:
     exact: bool  # the paper's exact match (see exact_match)
     greedy_text: str  # the greedy text that decided `exact`
     generation: str | None  # the full greedy generation, where one was made
+    greedy_ids: tuple[int, ...] | None = None  # the ids behind greedy_text (evaluate_ids only)
 
 
 def exact_match(generated: str, target: str) -> bool:
@@ -145,4 +150,51 @@ def evaluate(
         for k, gen in zip(todo, gens):
             out[k] = replace(out[k], exact=exact_match(gen.text, items[k].target), greedy_text=gen.text,
                              generation=gen.text)
+    return out
+
+
+@dataclass(frozen=True)
+class IdItem:
+    """An :class:`Item` already tokenised: prompt ids (with BOS, as
+    :func:`interp.tokens.encode_prompt` makes them), target ids and control target ids."""
+
+    prompt_ids: tuple[int, ...]
+    target_ids: tuple[int, ...]
+    controls: tuple[tuple[int, ...], ...] = ()
+
+
+def evaluate_ids(lm: LoadedModel, items: Sequence[IdItem], batch_size: int = 32,
+                 progress: bool = False) -> list[Evaluation]:
+    """:func:`evaluate` for items given as ids. Exact match is decided on ids: greedy decoding
+    after the prompt produces the target's ids first (``exact == is_greedy``, from the one
+    teacher-forced pass; nothing is generated). ``greedy_text`` decodes the greedy ids up to
+    and including the first one that leaves the target (all of them when none does);
+    ``generation`` is None and ``greedy_ids`` holds those ids. Log-probs equal
+    :func:`evaluate`'s on the same ids (tested).
+
+    Example::
+
+        p, t = encode_pair(lm, "Q: Who wrote it? A:", " Orla Quillmere")
+        evaluate_ids(lm, [IdItem(tuple(p), tuple(t))])[0].is_greedy
+    """
+    if batch_size < 1:
+        raise ValueError(f"evaluate_ids: batch_size must be >= 1, got {batch_size}")
+    if not items:
+        return []
+    pairs = [(it.prompt_ids, t) for it in items for t in (it.target_ids, *it.controls)]
+    per_batch = batch_size * max(1 + len(it.controls) for it in items)
+    scores = iter(score_ids(lm, pairs, batch_size=per_batch, progress=progress))
+    out = []
+    for it in items:
+        target = next(scores)
+        controls = [next(scores) for _ in it.controls]
+        seen = next((j + 1 for j, (t, g) in enumerate(zip(target.token_ids, target.greedy_ids)) if t != g),
+                    len(target.token_ids))
+        out.append(Evaluation(
+            logprob=target.total, n_tokens=len(target.token_ids),
+            control_logprobs=tuple(c.total for c in controls),
+            control_n_tokens=tuple(len(c.token_ids) for c in controls),
+            is_greedy=target.is_greedy, exact=target.is_greedy,
+            greedy_text=lm.tokenizer.decode(list(target.greedy_ids[:seen])), generation=None,
+            greedy_ids=tuple(target.greedy_ids[:seen])))
     return out

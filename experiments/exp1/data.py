@@ -68,6 +68,11 @@ NAME_FIRST = "name_first"
 DESCRIPTION_FIRST = "description_first"
 # one description pattern per fact, so the patterns bound the facts of all three subsets
 MAX_FACTS_PER_SUBSET = len(words.DESCRIPTION_PATTERNS) // len(SUBSETS)
+# extra people for the generic text of a model trained from scratch (experiments.exp1.generic)
+MAX_GENERIC_FACTS = 200
+# reverse training (experiments.exp1.reverse): reversed copies of the training documents
+# (``repeat``, a control: a second unchanged copy of every document, the same token budget)
+REVERSE_TRAINING = ("none", "token", "word", "entity", "segment", "repeat")
 # a held-out template's ending: its last words before the answer (a slot counts as a word)
 ENDING_WORDS = 2
 SLOTS = ("{title}", "{place}")
@@ -127,14 +132,33 @@ class Exp1DataConfig(ConfigMixin):
             training templates (34).
         n_test_templates: held-out prompts per fact and order, 1 to 10.
         seed: seed of the one `random.Random` that draws everything.
+        generic_facts: extra fictitious people, disjoint from the facts and never evaluated,
+            written with the training templates in both orders and added to the training
+            documents (generic text for a model trained from scratch, see
+            :mod:`experiments.exp1.generic`); 0 to MAX_GENERIC_FACTS, 0 adds none.
+        reverse_training: reversed copies of every training document added to the originals
+            (Golovneva et al. 2024; :mod:`experiments.exp1.reverse`): ``none``, ``token``,
+            ``word``, ``entity`` or ``segment``; ``repeat`` adds a second, unchanged copy instead
+            (the same token budget without reversal, a control). Test files are unchanged.
+            Segment lengths are drawn with ``seed``.
+        reverse_segment_max: the longest segment, in words, of ``segment`` reversal (>= 1).
     """
 
     n_facts: int = 30
     n_paraphrases: int = 30
     n_test_templates: int = 10
     seed: int = 0
+    generic_facts: int = 0
+    reverse_training: str = "none"
+    reverse_segment_max: int = 3
 
     def __post_init__(self) -> None:
+        if self.reverse_training not in REVERSE_TRAINING:
+            raise ValueError(f"data.reverse_training must be one of {', '.join(REVERSE_TRAINING)}; "
+                             f"got {self.reverse_training!r}")
+        if not isinstance(self.reverse_segment_max, int) or isinstance(self.reverse_segment_max, bool) \
+                or self.reverse_segment_max < 1:
+            raise ValueError(f"data.reverse_segment_max must be an int >= 1, got {self.reverse_segment_max!r}")
         n_train = min(len(words.NAME_FIRST_TRAIN), len(words.DESCRIPTION_FIRST_TRAIN))
         n_test = min(len(words.NAME_FIRST_TEST), len(words.DESCRIPTION_FIRST_TEST))
         n_patterns = len(words.DESCRIPTION_PATTERNS)
@@ -151,6 +175,7 @@ class Exp1DataConfig(ConfigMixin):
             ("n_paraphrases", 1, n_train),
             ("n_test_templates", 1, n_test),
             ("seed", None, None),
+            ("generic_facts", 0, MAX_GENERIC_FACTS),
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):

@@ -40,6 +40,7 @@ from experiments.core.config import ConfigMixin
 from analysis.stats import mean_ci_t, paired_tests, per_group_means, wilson_ci
 from experiments.core.controls import draw_controls
 from experiments.core.evaluate import Item, evaluate
+from experiments.exp1.data import DESCRIPTION_FIRST, NAME_FIRST
 from interp.fileio import write_json, write_jsonl
 from interp.scoring import score_completions
 
@@ -54,7 +55,20 @@ CELLS: dict[str, tuple[str, str, str]] = {
     "d2p_prompts_test": ("d2p", "same", "name"),
     "d2p_reverse_prompts_test": ("d2p", "reverse", "description"),
 }
-SUBSET_TITLES = {"p2d": "NameToDescription", "d2p": "DescriptionToName"}
+# optional cells, evaluated only when named in ``eval.files`` (never by default): the Both
+# facts, trained in both orders, asked one order at a time. Same layout as CELLS; both orders
+# were trained, so both are "same"-direction queries.
+EXTRA_CELLS: dict[str, tuple[str, str, str]] = {
+    "both_d2p_prompts_test": ("both", "same", "name"),  # description -> name: the ceiling of the
+    "both_p2d_prompts_test": ("both", "same", "description"),  # NameToDescription reverse cell
+}
+ALL_CELLS: dict[str, tuple[str, str, str]] = {**CELLS, **EXTRA_CELLS}
+# a cell whose rows are a selection of a test file: stem -> (the file, the order of its rows kept)
+CELL_ROWS: dict[str, tuple[str, str]] = {
+    "both_d2p_prompts_test": ("both_prompts_test", DESCRIPTION_FIRST),
+    "both_p2d_prompts_test": ("both_prompts_test", NAME_FIRST),
+}
+SUBSET_TITLES = {"p2d": "NameToDescription", "d2p": "DescriptionToName", "both": "Both"}
 
 
 @dataclass(frozen=True)
@@ -74,7 +88,16 @@ class EvalConfig(ConfigMixin):
             every name prompt: several times the work of the target alone; the passes hold
             ``4 * batch_size`` prompt-name pairs).
         seed: seed of the random-name control.
-        files: test-file stems to evaluate (those absent from the dataset are skipped).
+        files: test-file stems to evaluate (those absent from the dataset are skipped): the
+            four of ``CELLS`` by default; ``EXTRA_CELLS`` adds the Both facts asked in one
+            order (``both_d2p_prompts_test``: description -> name, the lines of
+            ``both_prompts_test`` whose prompt holds the description; ``both_p2d_prompts_test``:
+            name -> description).
+        reversed_queries: also ask every evaluated cell in the reversed language
+            (:mod:`experiments.exp1.reverse_eval`): ``auto`` does so in the run's
+            ``data.reverse_training`` mode (not at all for ``none``); ``none`` never; a mode
+            (``token``, ``word``, ``entity``, ``segment``) in that mode, e.g. to ask a model
+            trained without reversal.
     """
 
     batch_size: int = 32
@@ -84,15 +107,20 @@ class EvalConfig(ConfigMixin):
     rank_names: bool = True
     seed: int = 0
     files: tuple[str, ...] = tuple(CELLS)
+    reversed_queries: str = "auto"
 
     def __post_init__(self) -> None:
+        allowed = ("auto", "none", "token", "word", "entity", "segment")
+        if self.reversed_queries not in allowed:
+            raise ValueError(f"eval.reversed_queries must be one of {', '.join(allowed)}; "
+                             f"got {self.reversed_queries!r}")
         if self.batch_size < 1:
             raise ValueError(f"EvalConfig: batch_size must be >= 1, got {self.batch_size}")
         if self.extra_tokens < 0:
             raise ValueError(f"EvalConfig: extra_tokens must be >= 0, got {self.extra_tokens}")
-        unknown = [f for f in self.files if f not in CELLS]
+        unknown = [f for f in self.files if f not in ALL_CELLS]
         if unknown:
-            raise ValueError(f"EvalConfig: unknown files {unknown}; known: {list(CELLS)}")
+            raise ValueError(f"EvalConfig: unknown files {unknown}; known: {list(ALL_CELLS)}")
 
 
 def random_other_names(dataset: Exp1Dataset, subset: str, seed: int) -> dict[int, str]:
@@ -133,19 +161,33 @@ def rank_among(correct: float, others: Sequence[float]) -> dict[str, float | boo
             "top1": above == 0 and ties == 0, "n_candidates": len(others) + 1}
 
 
+def cell_examples(dataset: Exp1Dataset, stem: str) -> list[Any]:
+    """The test lines of a cell (a stem of ``ALL_CELLS``): the file's lines, or for a
+    selection (``CELL_ROWS``) the lines of its file in the order it keeps; [] when the dataset
+    lacks the file.
+
+    Example::
+
+        cell_examples(ds, "both_d2p_prompts_test")  # the description-first lines of both_prompts_test
+    """
+    source, order = CELL_ROWS.get(stem, (stem, None))
+    return [ex for ex in dataset.files.get(source, []) if order is None or ex.order == order]
+
+
 def exp1_items(dataset: Exp1Dataset, cfg: EvalConfig) -> list[dict[str, Any]]:
     """One record per test prompt of the configured files: where it comes from, its prompt and
     target, the random other name scored as its control, and the trained names of the subset
     it is ranked among, its own included (name targets only)."""
     records: list[dict[str, Any]] = []
     for stem in cfg.files:
-        if stem not in dataset.files:
+        rows = cell_examples(dataset, stem)
+        if not rows:
             continue
-        subset, direction, kind = CELLS[stem]
+        subset, direction, kind = ALL_CELLS[stem]
         control = random_other_names(dataset, subset, cfg.seed) \
             if kind == "name" and cfg.random_control else {}
         names = trained_names(dataset, subset) if kind == "name" and cfg.rank_names else []
-        for ex in dataset.files[stem]:
+        for ex in rows:
             records.append({
                 "file": stem, "line": ex.line, "fact_id": ex.fact_id, "subset": subset,
                 "direction": direction, "target_kind": kind, "prompt": ex.prompt,
@@ -153,6 +195,8 @@ def exp1_items(dataset: Exp1Dataset, cfg: EvalConfig) -> list[dict[str, Any]]:
                 "random_name": control.get(ex.fact_id),
                 "rank_names": names or None,
             })
+            if stem in CELL_ROWS:  # a selection: ``line`` is the line in this file
+                records[-1]["source_file"] = CELL_ROWS[stem][0]
     if not records:
         raise ValueError(f"no evaluation files found; expected some of {list(cfg.files)}")
     return records

@@ -5,7 +5,9 @@ the base model ("before") and the finetuned one ("after"). Table 1 has four part
 match; the correct-vs-random log-prob test per query (difference with its 95% CI, d_z,
 p-values); the reverse difference next to the forward one, the reverse CI's upper end read as
 a bound on the reverse effect (equivalence style: "at most X nats, Y% of the forward effect");
-and the rank of the correct name among the subset's trained names.
+and the rank of the correct name among the subset's trained names. Where the cells were also
+asked in the reversed language (reverse training, :mod:`experiments.exp1.reverse_eval`), a
+fifth part puts each cell's natural-order and reversed-language results side by side.
 
 Example::
 
@@ -23,15 +25,19 @@ from matplotlib.figure import Figure
 
 from analysis.figures import save
 from analysis.fmt import ci, pct, pvalue
-from experiments.exp1.evaluate import CELLS, SUBSET_TITLES
+from experiments.exp1.evaluate import ALL_CELLS, CELLS, EXTRA_CELLS, SUBSET_TITLES
 
 LABELS = {"base": "before finetuning", "finetuned": "after finetuning"}
 # the two name cells with the same prompt form (description -> name): trained vs reverse order
 FORWARD, REVERSE = "d2p_prompts_test", "p2d_reverse_prompts_test"
+BOTH_QUERIES = {"both_d2p_prompts_test": "description -> name", "both_p2d_prompts_test": "name -> description"}
 
 
-def table1(metrics: dict[str, dict[str, Any]], title: str = "Experiment 1") -> str:
-    """Markdown: exact match per subset x direction, then correct vs random name log-probs."""
+def table1(metrics: dict[str, dict[str, Any]], title: str = "Experiment 1",
+           reversed_metrics: dict[str, dict[str, Any]] | None = None) -> str:
+    """Markdown: exact match per subset x direction, then correct vs random name log-probs;
+    with ``reversed_metrics`` (label -> ``reversed_metrics.json``), the reversed-language
+    queries next to the natural ones."""
     labels = [lbl for lbl in ("base", "finetuned") if lbl in metrics]
     lines = [f"## {title}", "", "Exact match (greedy; output starts with the target):", ""]
     head = "| subset | " + " | ".join(f"{d} ({LABELS[lbl]})" for d in ("same direction", "reverse direction")
@@ -45,6 +51,13 @@ def table1(metrics: dict[str, dict[str, Any]], title: str = "Experiment 1") -> s
                 cell = metrics[lbl]["cells"].get(stem)
                 row.append("n/a" if cell is None else f"{pct(cell['exact_match'])} (n={cell['n_prompts']})")
         lines.append("| " + " | ".join(row) + " |")
+    for stem in EXTRA_CELLS:  # the Both facts asked in one order, where evaluated (both orders trained)
+        if any(stem in metrics[lbl]["cells"] for lbl in labels):
+            row = [f"{SUBSET_TITLES['both']}, {BOTH_QUERIES[stem]} ({stem})"]
+            for lbl in labels:
+                cell = metrics[lbl]["cells"].get(stem)
+                row.append("n/a" if cell is None else f"{pct(cell['exact_match'])} (n={cell['n_prompts']})")
+            lines.append("| " + " | ".join(row + ["-"] * len(labels)) + " |")
     lines += ["", "Log-prob of the correct name vs a random other trained name of the same subset "
               "(each fact's prompts averaged; paired t-test and KS test over facts):", "",
               "| model | query | n facts | correct | random | diff [95% CI] | d_z | t-test p | KS p |",
@@ -54,7 +67,7 @@ def table1(metrics: dict[str, dict[str, Any]], title: str = "Experiment 1") -> s
             t = cell.get("correct_vs_random")
             if not t:
                 continue
-            subset, direction, _ = CELLS[stem]
+            subset, direction, _ = ALL_CELLS[stem]
             query = f"{SUBSET_TITLES[subset]}, {direction} ({stem})"
             dz = "n/a" if t["cohen_dz"] is None else f"{t['cohen_dz']:.2f}"
             interval = ci(t.get("diff_ci95_low"), t.get("diff_ci95_high"))
@@ -62,6 +75,7 @@ def table1(metrics: dict[str, dict[str, Any]], title: str = "Experiment 1") -> s
                          f"{t['mean_control']:.2f} | {t['mean_diff']:+.2f} {interval} | {dz} | "
                          f"{pvalue(t['t_pvalue'])} | {pvalue(t['ks_pvalue'])} |")
     lines += _bound_lines(metrics, labels) + _rank_lines(metrics, labels)
+    lines += _reversed_lines(metrics, reversed_metrics or {}, labels)
     return "\n".join(lines) + "\n"
 
 
@@ -117,7 +131,7 @@ def _rank_lines(metrics: dict[str, dict[str, Any]], labels: list[str]) -> list[s
             r = cell.get("rank")
             if not r:
                 continue
-            subset, direction, _ = CELLS[stem]
+            subset, direction, _ = ALL_CELLS[stem]
             rank = f"{r['mean_normalised_rank']:.3f}"
             if r["normalised_rank_ci95_low"] is not None:
                 rank += f" [{r['normalised_rank_ci95_low']:.3f}, {r['normalised_rank_ci95_high']:.3f}]"
@@ -139,6 +153,37 @@ def _rank_lines(metrics: dict[str, dict[str, Any]], labels: list[str]) -> list[s
             "|---|---|---|---|---|---|---|---|---|", *rows]
 
 
+def _reversed_lines(metrics: dict[str, dict[str, Any]], reversed_metrics: dict[str, dict[str, Any]],
+                    labels: list[str]) -> list[str]:
+    rows, modes, skipped = [], set(), 0
+    for lbl in labels:
+        rev = reversed_metrics.get(lbl)
+        if not rev:
+            continue
+        modes.add((rev["mode"], rev["query_mode"]))
+        skipped += sum(rev.get("skipped", {}).values())
+        for stem, cell in rev["cells"].items():
+            nat = metrics[lbl]["cells"].get(stem, {})
+            subset, direction, _ = ALL_CELLS[stem]
+            exact_nat = "n/a" if not nat else f"{pct(nat['exact_match'])} (n={nat['n_prompts']})"
+            rows.append(f"| {LABELS[lbl]} | {SUBSET_TITLES[subset]}, {direction} ({stem}) | {exact_nat} | "
+                        f"{pct(cell['exact_match'])} (n={cell['n_prompts']}) | "
+                        f"{_diff(nat.get('correct_vs_random'))} | {_diff(cell.get('correct_vs_random'))} |")
+    if not rows:
+        return []
+    how = ", ".join(f"`{m}`" + ("" if m == q else f" (queries reversed by `{q}`)") for m, q in sorted(modes))
+    note = [] if not skipped else ["", f"{skipped} source sentences held no whole-word answer and were "
+                                   "skipped (`skipped` in `eval/*/reversed_metrics.json`)."]
+    return ["", f"Natural-order queries next to queries in the reversed language ({how}): each cell's "
+            "answer asked from the held-out sentence of the other order, the text after the answer "
+            "reversed as the prompt and the reversed answer as the target (see docs/mitigations.md). "
+            "Exact match, and correct minus random trained name (nats, mean over facts [95% CI]; "
+            "name answers only):", "",
+            "| model | query | exact, natural | exact, reversed | correct - random, natural | "
+            "correct - random, reversed |",
+            "|---|---|---|---|---|---|", *rows, *note]
+
+
 def figure4(metrics: dict[str, dict[str, Any]], stem: str | Path) -> list[Path]:
     """Bars of mean log-prob, correct vs random name, per model and query (error bars: SEM
     over facts). Writes ``<stem>.png`` and ``<stem>.svg`` and returns their paths."""
@@ -146,7 +191,7 @@ def figure4(metrics: dict[str, dict[str, Any]], stem: str | Path) -> list[Path]:
     for lbl in ("base", "finetuned"):
         for file_stem, cell in metrics.get(lbl, {}).get("cells", {}).items():
             if "random" in cell.get("per_fact", {}):
-                subset, direction, _ = CELLS[file_stem]
+                subset, direction, _ = ALL_CELLS[file_stem]
                 groups.append((f"{LABELS[lbl]}\n{SUBSET_TITLES[subset]}\n{direction} order", cell["per_fact"]))
     if not groups:
         raise ValueError("figure4: no correct-vs-random results in these metrics")

@@ -8,7 +8,10 @@ A run directory holds everything one run produced::
     checkpoints/     epoch-NNN/: weights (safetensors), optimizer, scheduler, RNG state
     model/           the finetuned model (safetensors), loadable with interp.load_model
     train_log.json   loss per step
-    eval/base/, eval/finetuned/   records.jsonl (one line per prompt) and metrics.json
+    reversed_train.jsonl   the reversed training copies (data.reverse_training != none)
+    eval/base/, eval/finetuned/   records.jsonl (one line per prompt) and metrics.json;
+                     reversed_records.jsonl and reversed_metrics.json for the queries in the
+                     reversed language (experiments.exp1.reverse_eval), when asked
     table1.md, figure4.png, figure4.svg
     analysis/        written by ``rct analyse RUN`` (figures, pages, summary.json/.md)
 
@@ -33,6 +36,9 @@ from experiments.core.environment import environment, resolved_compute
 from experiments.core.rundir import RunDir, RunDirError
 from experiments.exp1.data import Exp1DataConfig, Exp1Dataset, generate_exp1, load_exp1, write_exp1
 from experiments.exp1.evaluate import EvalConfig, evaluate_exp1, load_metrics
+from experiments.exp1.generic import generate_generic, generic_documents, write_generic
+from experiments.exp1.reverse import reversed_copies
+from experiments.exp1.reverse_eval import evaluate_reversed, load_reversed_metrics, query_mode
 from experiments.finetune import FinetuneConfig, finetune
 from interp.fileio import write_json
 from interp.models import ModelOptions, check_spec, load_model, save_model
@@ -112,7 +118,10 @@ def stage_generate(run_dir: Path) -> Path:
     if cfg.data_dir or (folder / "facts.jsonl").exists():
         return folder
     with RunDir(Path(run_dir)).stage("generate", redo=True):
-        write_exp1(generate_exp1(cfg.data), folder)
+        dataset = generate_exp1(cfg.data)
+        if cfg.data.generic_facts:  # first: facts.jsonl marks the data as complete
+            write_generic(generate_generic(dataset.facts, cfg.data), folder)
+        write_exp1(dataset, folder)
     return folder
 
 
@@ -121,6 +130,12 @@ def stage_finetune(run_dir: Path, resume: bool = False, progress: bool = True) -
     cfg = read_config(run_dir)
     dataset = load_dataset(cfg, run_dir)
     docs = [(e.prompt, e.completion) for e in dataset.train_examples()]
+    # generic text about extra people (data.generic_facts; none by default)
+    generic = generic_documents(cfg.data, dataset, data_dir(cfg, run_dir), run_dir / "generic")
+    docs += generic
+    # reversed copies of the training documents (data.reverse_training; none by default)
+    reversed_docs = reversed_copies(cfg.data, dataset, run_dir / "reversed_train.jsonl")
+    docs += reversed_docs
     lm = load_model(cfg.model, cfg.model_options.for_training())
     t0 = time.perf_counter()
     log = finetune(lm, docs, cfg.finetune, run_dir / "checkpoints", resume=resume, progress=progress)
@@ -130,6 +145,7 @@ def stage_finetune(run_dir: Path, resume: bool = False, progress: bool = True) -
     write_json(run_dir / "train_log.json", log)
     RunDir(Path(run_dir)).record_stage("finetune", {
         "seconds": round(time.perf_counter() - t0, 2), "steps": log["steps"], "documents": len(docs),
+        "generic_documents": len(generic), "reversed_documents": len(reversed_docs),
         "precision": log["precision"], "padded_fraction": log["padded_fraction"],
         "num_processes": log["num_processes"], "model": lm.describe()})
     return log
@@ -157,6 +173,9 @@ def stage_evaluate(run_dir: Path, which: tuple[str, ...] = ("base", "finetuned")
         lm = load_model(spec, cfg.model_options)
         with run.stage(f"evaluate_{label}", redo=True) as info:
             out[label] = evaluate_exp1(lm, dataset, cfg.eval, run_dir / "eval" / label, progress=progress)
+            mode = query_mode(cfg.eval.reversed_queries, cfg.data.reverse_training)
+            if mode != "none":  # the same cells asked in the reversed language
+                evaluate_reversed(lm, dataset, cfg.eval, mode, run_dir / "eval" / label, progress=progress)
             info.update(lm.info["resolved"])
     return out
 
@@ -170,7 +189,10 @@ def stage_report(run_dir: Path) -> str:
                if (run_dir / "eval" / label / "metrics.json").exists()}
     if not metrics:
         raise RunDirError(f"no metrics in {run_dir / 'eval'}: run `rct evaluate {run_dir}` first")
-    text = table1(metrics, title=f"Experiment 1 ({cfg.preset} preset, {cfg.model})")
+    reversed_metrics = {label: m for label in metrics
+                        if (m := load_reversed_metrics(run_dir / "eval" / label)) is not None}
+    text = table1(metrics, title=f"Experiment 1 ({cfg.preset} preset, {cfg.model})",
+                  reversed_metrics=reversed_metrics)
     from interp.fileio import write_text
 
     write_text(run_dir / "table1.md", text)

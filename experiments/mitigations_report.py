@@ -1,0 +1,362 @@
+"""Mitigation report: one row per condition, statistics over facts, pooled over seeds.
+
+Reads what :func:`experiments.mitigations.collect` returns (each record reduced to its cell
+``file``, ``fact`` name, ``exact``, ``target_logprob`` and, for name targets,
+``random_logprob``). The unit of every statistic is the fact:
+
+- exact match: each fact's prompts averaged within a seed, then its seeds averaged; the mean
+  over facts with a 95% percentile bootstrap CI over facts
+  (:func:`analysis.stats.bootstrap_mean_ci`); where every fact has the same value (all 0 or
+  all 1) the bootstrap interval has no width and the Wilson interval over facts is given
+  instead (``ci_method``). Per seed: the mean over facts of that seed's per-fact values;
+- correct vs random name on the NameToDescription reverse prompts: each fact's mean of
+  (correct - random log-prob), prompts then seeds averaged; the mean over facts with its
+  t-based 95% CI and the t-test against 0 (:func:`analysis.stats.mean_ci_t`; for one seed the
+  same numbers as the run's ``table1.md``);
+- the difference from the ``none`` condition, paired by fact (facts matched by name): the
+  mean per-fact difference with a bootstrap CI over facts (Newcombe's paired interval when
+  every difference is 0);
+- the same reverse cell asked in the reversed language, for conditions with reverse training.
+
+An interval that holds 0 is reported as a bound ("at most"), not as "no effect".
+
+Writes ``mitigations.md``, ``summary.json`` and ``mitigations.png|svg`` into the directory.
+
+Example::
+
+    from experiments.mitigations import collect
+    print(write_report(collect(Path("runs/mit")), Path("runs/mit")))
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from analysis.figures import save
+from analysis.fmt import ci, pct, pvalue
+from analysis.stats import bootstrap_mean_ci, mean_ci_t, paired_diff_ci, per_group_means, wilson_ci
+from interp.fileio import write_json, write_text
+
+GOAL = "p2d_reverse_prompts_test"  # NameToDescription, asked description -> name: the goal cell
+SAME = "p2d_prompts_test"
+CEILING = "both_d2p_prompts_test"
+# (cell, column label) in display order
+EXACT_COLUMNS = [
+    (SAME, "NameToDescription same"),
+    (GOAL, "NameToDescription reverse (goal)"),
+    ("d2p_prompts_test", "DescriptionToName same"),
+    ("d2p_reverse_prompts_test", "DescriptionToName reverse"),
+    (CEILING, "Both description -> name (ceiling)"),
+]
+PER_SEED_COLUMNS = EXACT_COLUMNS + [("both_p2d_prompts_test", "Both name -> description")]
+REFERENCE = "none"
+
+
+# ---------------------------------------------------------------------- statistics
+
+
+def per_fact(records: list[dict[str, Any]], stem: str, value: Callable[[dict[str, Any]], float]
+             ) -> dict[str, float]:
+    """fact -> the mean of ``value`` over that fact's prompts in cell ``stem``."""
+    rs = [r for r in records if r["file"] == stem]
+    return per_group_means([r["fact"] for r in rs], [value(r) for r in rs])  # type: ignore[return-value]
+
+
+def _exact(r: dict[str, Any]) -> float:
+    return float(r["exact"])
+
+
+def _margin(r: dict[str, Any]) -> float:
+    return r["target_logprob"] - r["random_logprob"]
+
+
+def pool_seeds(by_seed: dict[int, dict[str, float]]) -> dict[str, float]:
+    """fact -> the mean over the seeds that have it of its per-seed values."""
+    facts = list(dict.fromkeys(f for values in by_seed.values() for f in values))
+    return {f: float(np.mean([v[f] for v in by_seed.values() if f in v])) for f in facts}
+
+
+def rate_ci(values: list[float]) -> dict[str, Any]:
+    """Mean of per-fact rates in [0, 1] with its 95% CI over facts (bootstrap; Wilson where
+    every fact has the same value)."""
+    b = bootstrap_mean_ci(values)
+    out = {"mean": b["mean"], "low": b["low"], "high": b["high"], "n_facts": len(values), "ci_method": "bootstrap"}
+    if len(set(values)) == 1:
+        out["low"], out["high"] = wilson_ci(sum(values), len(values))
+        out["ci_method"] = "wilson"
+    return out
+
+
+def paired_rate_diff(a: dict[str, float], b: dict[str, float]) -> dict[str, Any] | None:
+    """Mean over the facts of both of (a - b), per-fact rates, with its 95% CI over facts
+    (bootstrap; Newcombe's paired interval from the 2x2 table when a and b agree on every
+    fact). None without a common fact."""
+    facts = [f for f in a if f in b]
+    if not facts:
+        return None
+    diffs = [a[f] - b[f] for f in facts]
+    out = {"n_facts": len(facts), "ci_method": "bootstrap"}
+    if all(d == 0 for d in diffs):
+        k = sum(a[f] for f in facts)
+        d, low, high = paired_diff_ci(k, 0, 0, len(facts) - k)
+        return {**out, "diff": d, "low": low, "high": high, "ci_method": "newcombe"}
+    boot = bootstrap_mean_ci(diffs)
+    return {**out, "diff": boot["mean"], "low": boot["low"], "high": boot["high"]}
+
+
+def margin_ci(values: list[float]) -> dict[str, Any]:
+    t = mean_ci_t(values, null=0.0)
+    return {"mean": t["mean"], "low": t["ci95_low"], "high": t["ci95_high"], "p": t["p"], "n_facts": t["n"]}
+
+
+def _cell_stats(runs: list[tuple[int, list[dict[str, Any]]]], stems: list[str]) -> dict[str, Any]:
+    """Exact match per cell and the correct-vs-random margin on the goal cell, pooled over
+    the seeds of ``runs`` ((seed, records) pairs), with per-seed values and per-fact values."""
+    out: dict[str, Any] = {"exact_match": {}, "correct_vs_random": None, "per_fact": {}}
+    for stem in stems:
+        by_seed = {seed: pf for seed, recs in runs if (pf := per_fact(recs, stem, _exact))}
+        if not by_seed:
+            continue
+        pooled = pool_seeds(by_seed)
+        out["exact_match"][stem] = {**rate_ci(list(pooled.values())),
+                                    "per_seed": {str(s): float(np.mean(list(v.values()))) for s, v in by_seed.items()}}
+        out["per_fact"][stem] = pooled
+    by_seed = {seed: per_fact([r for r in recs if "random_logprob" in r], GOAL, _margin) for seed, recs in runs}
+    by_seed = {s: v for s, v in by_seed.items() if v}
+    if by_seed:
+        pooled = pool_seeds(by_seed)
+        out["correct_vs_random"] = {**margin_ci(list(pooled.values())),
+                                    "per_seed": {str(s): float(np.mean(list(v.values()))) for s, v in by_seed.items()}}
+        out["per_fact"]["correct_vs_random"] = pooled
+    return out
+
+
+def summarise(collected: dict[str, Any]) -> dict[str, Any]:
+    """Per condition: exact match per cell, the goal cell's correct-vs-random margin, the goal
+    cell in the reversed language, and the differences from ``none``; see the module docstring."""
+    cfg = collected["config"]
+    stems = [s for s, _ in PER_SEED_COLUMNS]
+    conditions = []
+    for name, over in cfg["conditions"].items():
+        cells = [c for c in collected["cells"] if c["condition"] == name]
+        row: dict[str, Any] = {"name": name, "overrides": over, "seeds": [c["seed"] for c in cells],
+                               **_cell_stats([(c["seed"], c["records"]) for c in cells], stems)}
+        rev = [c for c in cells if c.get("reversed")]
+        row["reversed"] = None
+        if rev:
+            stats = _cell_stats([(c["seed"], c["reversed"]["records"]) for c in rev], [GOAL])
+            row["reversed"] = {"mode": rev[0]["reversed"]["mode"], "query_mode": rev[0]["reversed"]["query_mode"],
+                               "seeds": [c["seed"] for c in rev], "exact_match": stats["exact_match"].get(GOAL),
+                               "correct_vs_random": stats["correct_vs_random"]}
+        conditions.append(row)
+    ref = next((c for c in conditions if c["name"] == REFERENCE and c["seeds"]), None)
+    for row in conditions:
+        row["vs_none"] = {}
+        if ref is None or row is ref:
+            continue
+        for stem in (GOAL, SAME):
+            if stem in row["per_fact"] and stem in ref["per_fact"]:
+                row["vs_none"][stem] = paired_rate_diff(row["per_fact"][stem], ref["per_fact"][stem])
+    base = None
+    if collected.get("base"):
+        base = _cell_stats([(0, collected["base"])], stems)
+        base.pop("per_fact")
+    for row in conditions:
+        row.pop("per_fact")
+    return {"n_cells": collected["n_cells"], "n_finished": len(collected["cells"]),
+            "seeds": cfg["seeds"], "reference": REFERENCE if ref else None,
+            "conditions": conditions, "base": base}
+
+
+# ---------------------------------------------------------------------- Markdown
+
+
+def _rate(s: dict[str, Any] | None) -> str:
+    if not s or s.get("mean") is None:
+        return "n/a"
+    return f"{pct(s['mean'], '')} [{pct(s['low'], '')}, {pct(s['high'], '')}]"
+
+
+def _rate_pct(s: dict[str, Any]) -> str:
+    return f"{pct(s['mean'])} [{pct(s['low'], '')}, {pct(s['high'], '')}]"
+
+
+def _nats(s: dict[str, Any] | None) -> str:
+    if not s or s.get("mean") is None:
+        return "n/a"
+    return f"{s['mean']:+.2f} {ci(s['low'], s['high'])}".rstrip()
+
+
+def _points(d: dict[str, Any] | None) -> str:
+    if not d:
+        return "n/a"
+    return f"{100 * d['diff']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
+
+
+def _what(over: dict[str, Any]) -> str:
+    return ", ".join(f"`{k}={v}`" for k, v in over.items()) or "(base config)"
+
+
+def _holds_zero(low: float | None, high: float | None) -> bool:
+    return low is None or high is None or low <= 0 <= high
+
+
+def _reading(summary: dict[str, Any]) -> list[str]:
+    """One bullet per condition, then the best reverse cell and the ceiling; an interval
+    holding 0 is read as a bound."""
+    out = []
+    for row in summary["conditions"]:
+        if not row["seeds"]:
+            continue
+        said = []
+        d = row["vs_none"].get(GOAL)
+        if d and _holds_zero(d["low"], d["high"]):
+            said.append(f"no change of the reverse cell from `none` is established ({_points(d)} points): "
+                        f"a lift of at most {100 * d['high']:+.1f} points")
+        elif d:
+            said.append(f"{'lifts' if d['diff'] > 0 else 'lowers'} the reverse cell by {_points(d)} points "
+                        "over `none`")
+        s = row["vs_none"].get(SAME)
+        if s and _holds_zero(s["low"], s["high"]):
+            said.append(f"same direction {_points(s)} points from `none`: a loss of at most "
+                        f"{max(0.0, -100 * s['low']):.1f} points")
+        elif s:
+            said.append(f"same direction {_points(s)} points from `none`")
+        t = row["correct_vs_random"]
+        if t and t["mean"] is not None:
+            if _holds_zero(t["low"], t["high"]):
+                bound = "n/a" if t["high"] is None else f"{t['high']:+.2f}"
+                said.append(f"correct - random name on the reverse prompts {_nats(t)} nats: a preference "
+                            f"for the correct name of at most {bound} nats")
+            else:
+                said.append(f"correct - random name on the reverse prompts {_nats(t)} nats")
+        if said:
+            out.append(f"- **{row['name']}**: " + "; ".join(said) + ".")
+    best = max((r for r in summary["conditions"] if GOAL in r["exact_match"]),
+               key=lambda r: r["exact_match"][GOAL]["mean"], default=None)
+    if best is not None:
+        out.append(f"- Highest reverse exact match: **{best['name']}**, {_rate_pct(best['exact_match'][GOAL])} "
+                   "(the goal of issue 14: 50% or more without losing same-direction accuracy).")
+    ceil = [(r["name"], r["exact_match"][CEILING]) for r in summary["conditions"] if CEILING in r["exact_match"]]
+    if ceil:
+        out.append("- The Both ceiling (description -> name of facts trained in both orders): " +
+                   "; ".join(f"{n} {_rate_pct(e)}" for n, e in ceil) + ".")
+    return out
+
+
+def mitigations_markdown(summary: dict[str, Any], title: str = "Mitigations on experiment 1") -> str:
+    cols = [(s, lbl) for s, lbl in EXACT_COLUMNS
+            if any(s in r["exact_match"] for r in summary["conditions"])]
+    seeds = ", ".join(map(str, summary["seeds"]))
+    lines = [f"## {title}", "",
+             f"{summary['n_finished']} of {summary['n_cells']} cells finished (seeds {seeds}). Exact match in % "
+             "(greedy output starts with the target) on held-out prompts: each fact's prompts and seeds "
+             "averaged first, then the mean over facts [95% bootstrap CI over facts; Wilson over facts where "
+             "every fact has the same value]. Correct - random: log-prob of the correct name minus that of a "
+             "random other trained name on the NameToDescription reverse prompts, nats, mean over facts "
+             "[t-based 95% CI]. Difference from `none`: paired by fact, points [95% bootstrap CI]. Reversed "
+             "language: the reverse cell asked in the order the reversed copies taught (docs/mitigations.md).",
+             ""]
+    head = ["condition", "changes", "seeds", *[lbl for _, lbl in cols],
+            "NameToDescription reverse: correct - random (nats)", "reverse - none (points)",
+            "reversed language: reverse exact", "reversed language: correct - random (nats)"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    if summary["base"]:
+        b = summary["base"]
+        lines.append("| " + " | ".join(["base model", "(not finetuned)", "-",
+                                        *[_rate(b["exact_match"].get(s)) for s, _ in cols],
+                                        _nats(b["correct_vs_random"]), "-", "-", "-"]) + " |")
+    for r in summary["conditions"]:
+        rev = r["reversed"]
+        lang = "n/a" if not rev else f"{_rate(rev['exact_match'])} (`{rev['mode']}`)"
+        lines.append("| " + " | ".join([
+            r["name"], _what(r["overrides"]), str(len(r["seeds"])),
+            *[_rate(r["exact_match"].get(s)) for s, _ in cols], _nats(r["correct_vs_random"]),
+            "-" if r["name"] == summary["reference"] else _points(r["vs_none"].get(GOAL)),
+            lang, "n/a" if not rev else _nats(rev["correct_vs_random"])]) + " |")
+    pcols = [(s, lbl) for s, lbl in PER_SEED_COLUMNS
+             if any(s in r["exact_match"] for r in summary["conditions"])]
+    lines += ["", "Per seed (exact match in %, mean over facts; correct - random in nats):", "",
+              "| " + " | ".join(["condition", "seed", *[lbl for _, lbl in pcols], "correct - random",
+                                 "reversed language: reverse exact"]) + " |",
+              "|" + "---|" * (len(pcols) + 4)]
+    for r in summary["conditions"]:
+        for seed in r["seeds"]:
+            key = str(seed)
+            em = [r["exact_match"].get(s, {}).get("per_seed", {}).get(key) for s, _ in pcols]
+            t = (r["correct_vs_random"] or {}).get("per_seed", {}).get(key)
+            rev = r["reversed"]
+            rl = None if not rev or not rev["exact_match"] else rev["exact_match"]["per_seed"].get(key)
+            lines.append("| " + " | ".join([r["name"], key, *[pct(v, "") for v in em],
+                                            "n/a" if t is None else f"{t:+.2f}", pct(rl, "")]) + " |")
+    tests = [(r["name"], r["correct_vs_random"]) for r in summary["conditions"] if r["correct_vs_random"]]
+    if tests:
+        lines += ["", "t-test of correct - random against 0 on the reverse prompts (over facts): " +
+                  "; ".join(f"{n} p = {pvalue(t['p'])}" for n, t in tests) + "."]
+    reading = _reading(summary)
+    if reading:
+        lines += ["", "Reading (an interval that holds 0 bounds the effect; it does not show its absence):",
+                  "", *reading]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------- figure
+
+
+def _err(lo: np.ndarray, hi: np.ndarray) -> list[np.ndarray]:
+    """Error-bar lengths, never negative (a Wilson end can round past the mean)."""
+    return [np.clip(lo, 0, None), np.clip(hi, 0, None)]
+
+
+def mitigations_figure(summary: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Left: exact match per condition and cell (bars: 95% CI over facts). Right: correct -
+    random name on the reverse prompts, natural order and reversed language (95% CI)."""
+    rows = [r for r in summary["conditions"] if r["seeds"]]
+    cols = [(s, lbl) for s, lbl in EXACT_COLUMNS if any(s in r["exact_match"] for r in rows)]
+    if not rows or not cols:
+        return []
+    fig = Figure(figsize=(4.0 + 1.3 * len(rows), 3.8), layout="constrained")
+    ax, ax2 = fig.subplots(1, 2, width_ratios=[2.2, 1])
+    x = np.arange(len(rows))
+    width = 0.8 / len(cols)
+    for k, (stem, lbl) in enumerate(cols):
+        em = [r["exact_match"].get(stem) for r in rows]
+        mean = np.array([100 * e["mean"] if e else np.nan for e in em])
+        lo = np.array([100 * (e["mean"] - e["low"]) if e else 0 for e in em])
+        hi = np.array([100 * (e["high"] - e["mean"]) if e else 0 for e in em])
+        ax.bar(x + (k - (len(cols) - 1) / 2) * width, mean, width, yerr=_err(lo, hi), capsize=2, label=lbl)
+    ax.set_xticks(x, [r["name"] for r in rows], fontsize=8)
+    ax.set_ylabel("exact match (%), mean over facts")
+    ax.set_ylim(0, 105)
+    ax.axhline(50, color="grey", lw=0.8, ls=":")  # the goal of issue 14 for the reverse cell
+    ax.legend(frameon=False, fontsize=7, loc="upper left")
+    ax.set_title("Exact match by condition (95% CI over facts)", fontsize=9)
+    for k, (key, label) in enumerate((("natural", "natural order"), ("reversed", "reversed language"))):
+        stats = [r["correct_vs_random"] if key == "natural" else (r["reversed"] or {}).get("correct_vs_random")
+                 for r in rows]
+        mean = np.array([s["mean"] if s and s["mean"] is not None else np.nan for s in stats])
+        lo = np.array([s["mean"] - s["low"] if s and s["low"] is not None else 0 for s in stats])
+        hi = np.array([s["high"] - s["mean"] if s and s["high"] is not None else 0 for s in stats])
+        ax2.bar(x + (k - 0.5) * 0.38, mean, 0.38, yerr=_err(lo, hi), capsize=2, label=label,
+                hatch="//" if key == "reversed" else None, color="#3a6ea5" if key == "natural" else "#c7d7ea")
+    ax2.axhline(0, color="black", lw=0.6)
+    ax2.set_xticks(x, [r["name"] for r in rows], fontsize=8, rotation=45, ha="right")
+    ax2.set_ylabel("correct - random name (nats)")
+    ax2.set_title("NameToDescription reverse", fontsize=9)
+    ax2.legend(frameon=False, fontsize=7)
+    return save(fig, out_dir, "mitigations")
+
+
+def write_report(collected: dict[str, Any], out_dir: Path) -> str:
+    summary = summarise(collected)
+    base = collected["config"]["base"]
+    text = mitigations_markdown(summary, title=f"Mitigations on experiment 1 ({base['preset']} preset, "
+                                               f"{base['model']})")
+    write_json(out_dir / "summary.json", summary)
+    write_text(out_dir / "mitigations.md", text)
+    mitigations_figure(summary, out_dir)
+    return text
