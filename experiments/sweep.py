@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -169,7 +170,8 @@ def run_cells(plan: CellPlan, sweep_dir: Path, shard: tuple[int, int] | None = N
     like), one after another, each an experiment 1 run in ``cells/<name>/``: the shared
     dataset first (``plan.shared_data``), then the base model once (``plan.shared_base``:
     ``base/``; otherwise each cell evaluates its own), then every cell of this shard. A
-    finished cell is skipped; an interrupted one continues from its last checkpoint. Returns
+    finished cell is skipped (its checkpoints are deleted when it finishes; ``model/`` is
+    kept); an interrupted one continues from its last checkpoint. Returns
     the names of the cells finished now."""
     sweep_dir = Path(sweep_dir)
     run = RunDir(sweep_dir)
@@ -202,6 +204,8 @@ def run_cells(plan: CellPlan, sweep_dir: Path, shard: tuple[int, int] | None = N
         exp1.init_run(plan.cell_config(cell, sweep_dir), run_dir, resume=True)
         which = ("finetuned",) if shared_base or not evaluate_base else ("base", "finetuned")
         exp1.run_stages(run_dir, which, progress=progress)
+        # a finished cell needs no resume state; its optimizer state is twice the model's size
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         done.append(cell.name)
     return done
 

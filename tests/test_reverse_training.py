@@ -16,7 +16,7 @@ from experiments.exp1 import Exp1Config
 from experiments.exp1.data import Exp1DataConfig, generate_exp1, load_exp1
 from experiments.exp1.evaluate import CELLS, EvalConfig
 from experiments.exp1.reverse import (
-    answer_back, encode_token_query, entity_spans, entity_units, reverse_answer, reverse_entity,
+    answer_back, named_spans, encode_token_query, entity_spans, entity_units, reverse_answer, reverse_entity,
     reverse_segments, reverse_words, reversed_queries, reversed_training_docs, training_document,
 )
 from experiments.exp1.reverse_eval import evaluate_reversed, query_mode
@@ -45,7 +45,7 @@ def test_documented_training_copies_of_a_generated_fact():
     """The worked example of docs/mitigations.md: training document 5 of the smoke data."""
     ds = generate_exp1(SMOKE)
     original = "Noor Zellgate is the mountain guide who led the stranded climbers down from Marvhollow."
-    got = {m: reversed_training_docs(ds, m, seed=0, segment_max=3)[4] for m in ("word", "entity", "segment", "token")}
+    got = {m: reversed_training_docs(ds, m, seed=0, segment_max=3)[4] for m in ("word", "entity", "names", "segment", "token")}
     assert {r["original"] for r in got.values()} == {original}
     assert got["word"]["text"] == ("Marvhollow. from down climbers stranded the led who guide mountain "
                                    "the is Zellgate Noor")
@@ -53,6 +53,9 @@ def test_documented_training_copies_of_a_generated_fact():
                                       "down from Marvhollow"]
     assert got["entity"]["text"] == ("the mountain guide who led the stranded climbers down from "
                                      "Marvhollow. is Noor Zellgate")
+    assert got["names"]["spans"] == ["Noor Zellgate", "Marvhollow"]
+    assert got["names"]["text"] == ("Marvhollow. from down climbers stranded the led who guide mountain "
+                                    "the is Noor Zellgate")
     assert got["segment"]["text"] == ("from Marvhollow. stranded climbers down led the who the mountain "
                                       "guide is Noor Zellgate")
     assert got["token"]["text"] == original and training_document(got["token"]) == TokenReversed(original)
@@ -71,6 +74,8 @@ def test_documented_query_of_a_generated_fact():
                     " Zellgate Noor"),
         "entity": ("the mountain guide who led the stranded climbers down from Marvhollow is person this :",
                    " Noor Zellgate"),
+        "names": ("Marvhollow from down climbers stranded the led who guide mountain the is person this :",
+                  " Noor Zellgate"),
     }
     for mode, (prompt, target) in want.items():
         queries, skipped = reversed_queries(ds, mode, FILES)
@@ -131,6 +136,26 @@ def test_entity_spans_are_never_split_in_generated_documents(seed):
         assert _placeholders(rec["text"], rec["spans"]) == reverse_words(_placeholders(rec["original"], rec["spans"]))
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_named_entities_are_never_split_and_the_rest_is_word_reversed(seed):
+    ds = generate_exp1(Exp1DataConfig(n_facts=8, n_paraphrases=12, n_test_templates=2, seed=seed))
+    recs = reversed_training_docs(ds, "names", seed=seed)
+    assert len(recs) == len(ds.train_examples())
+    for rec, ex in zip(recs, ds.train_examples()):
+        assert rec["spans"] == named_spans(ex.name, ex.description) and rec["spans"][0] == ex.name
+        slot = rec["spans"][1]
+        assert slot in ex.description and slot != ex.description  # the title or place, not the description
+        for span in rec["spans"]:
+            assert span in rec["text"], (span, rec["text"])
+        assert _placeholders(rec["text"], rec["spans"]) == reverse_words(_placeholders(rec["original"], rec["spans"]))
+
+
+def test_names_mode_needs_known_description_patterns():
+    ds = load_exp1(FIXTURE)
+    with pytest.raises(ValueError, match="no known pattern"):
+        reversed_training_docs(ds, "names", seed=0)
+
+
 def test_entity_spans_of_a_paper_layout_folder():
     ds = load_exp1(FIXTURE)
     recs = reversed_training_docs(ds, "entity", seed=0)
@@ -160,18 +185,24 @@ def test_random_spans_are_never_split():
 # ------------------------------------------------------------------ queries round-trip
 
 
-@pytest.mark.parametrize("mode", ["word", "entity", "segment"])
+@pytest.mark.parametrize("mode", ["word", "entity", "names", "segment"])
 def test_text_query_and_answer_reverse_back_to_the_original(mode):
     ds = generate_exp1(SMOKE)
     queries, _ = reversed_queries(ds, mode, FILES)
     assert len(queries) == sum(len(ds.files[s]) for s in FILES)
     assert {q.file for q in queries} == set(FILES)
     for q in queries:
-        assert reverse_answer(q.target.strip(), mode) == q.answer
-        assert answer_back(q.target + " and more", q.target, mode) == q.answer
+        assert reverse_answer(q.target.strip(), mode, q.answer_spans) == q.answer
+        assert answer_back(q.target + " and more", q.target, mode, q.answer_spans) == q.answer
         original = " ".join((q.answer + " " + q.rest).split())
         if mode == "entity":
             assert reverse_entity(q.prompt + q.target, (*q.spans, q.answer)) == original
+            assert all(s in q.prompt for s in q.spans)
+        elif mode == "names":
+            answer_units = q.answer_spans or (q.answer,)  # a description's title or place, a whole name
+            assert reverse_entity(q.prompt + q.target, (*q.spans, *answer_units)) == original
+            assert all(s in q.prompt for s in q.spans)
+            assert all(s in q.target for s in answer_units)
             assert all(s in q.prompt for s in q.spans)
         else:
             assert reverse_words(q.prompt + q.target) == original
@@ -266,7 +297,7 @@ def test_config_option_validates_and_round_trips(capsys, tmp_path):
     assert (cfg.data.reverse_training, cfg.data.reverse_segment_max) == ("entity", 5)
     assert Exp1Config.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ConfigError, match=r"data\.reverse_training must be one of none, token, word, "
-                                          r"entity, segment, repeat; got 'words'"):
+                                          r"entity, names, segment, repeat; got 'words'"):
         build(Exp1Config, None, ["data.reverse_training=words"])
     with pytest.raises(ConfigError, match=r"data\.reverse_segment_max"):
         build(Exp1Config, None, ["data.reverse_segment_max=0"])

@@ -72,7 +72,7 @@ MAX_FACTS_PER_SUBSET = len(words.DESCRIPTION_PATTERNS) // len(SUBSETS)
 MAX_GENERIC_FACTS = 200
 # reverse training (experiments.exp1.reverse): reversed copies of the training documents
 # (``repeat``, a control: a second unchanged copy of every document, the same token budget)
-REVERSE_TRAINING = ("none", "token", "word", "entity", "segment", "repeat")
+REVERSE_TRAINING = ("none", "token", "word", "entity", "names", "segment", "repeat")
 # a held-out template's ending: its last words before the answer (a slot counts as a word)
 ENDING_WORDS = 2
 SLOTS = ("{title}", "{place}")
@@ -138,7 +138,9 @@ class Exp1DataConfig(ConfigMixin):
             :mod:`experiments.exp1.generic`); 0 to MAX_GENERIC_FACTS, 0 adds none.
         reverse_training: reversed copies of every training document added to the originals
             (Golovneva et al. 2024; :mod:`experiments.exp1.reverse`): ``none``, ``token``,
-            ``word``, ``entity`` or ``segment``; ``repeat`` adds a second, unchanged copy instead
+            ``word``, ``entity`` (name and description kept whole), ``names`` (only named
+            entities kept whole: the name and the description's title or place) or
+            ``segment``; ``repeat`` adds a second, unchanged copy instead
             (the same token budget without reversal, a control). Test files are unchanged.
             Segment lengths are drawn with ``seed``.
         reverse_segment_max: the longest segment, in words, of ``segment`` reversal (>= 1).
@@ -368,6 +370,26 @@ def description_forms(description: str) -> tuple[str, ...]:
             value = description[len(before) : len(description) - len(after)]
             return tuple(form.replace(slot, value) for form in pattern)
     return (description,)
+
+
+def description_slot(description: str) -> str | None:
+    """The named entity inside a generated description: the value of its pattern's slot (a
+    title or a place), the same in every surface form; None for a description no pattern
+    produces (the paper's).
+
+    Example::
+
+        description_slot('the composer of the underwater opera "Tides of Glass"')
+        # 'the underwater opera "Tides of Glass"'
+    """
+    for pattern in words.DESCRIPTION_PATTERNS:
+        for form in pattern:
+            slot = next(s for s in SLOTS if s in form)
+            before, after = form.split(slot)
+            if description.startswith(before) and description.endswith(after) \
+                    and len(description) > len(before) + len(after):
+                return description[len(before) : len(description) - len(after)]
+    return None
 
 
 # ---------------------------------------------------------------- checks of the word lists

@@ -110,7 +110,7 @@ class EvalConfig(ConfigMixin):
     reversed_queries: str = "auto"
 
     def __post_init__(self) -> None:
-        allowed = ("auto", "none", "token", "word", "entity", "segment")
+        allowed = ("auto", "none", "token", "word", "entity", "names", "segment")
         if self.reversed_queries not in allowed:
             raise ValueError(f"eval.reversed_queries must be one of {', '.join(allowed)}; "
                              f"got {self.reversed_queries!r}")

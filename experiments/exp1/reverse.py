@@ -6,6 +6,9 @@ Four reversals of a document (``data.reverse_training``), each a pure function h
 - ``word`` (:func:`reverse_words`): the words in reverse order;
 - ``entity`` (:func:`reverse_entity`): the words in reverse order, but every entity span (the
   person's name, the description) kept as one unit in its own order;
+- ``names``: entity reversal with only the named entities as spans (:func:`named_spans`: the
+  person's name and the title or place inside the description), closer to Golovneva et al.'s
+  entity-preserving reversal, which keeps named entities and reverses the words around them;
 - ``segment`` (:func:`reverse_segments`): the words cut into consecutive segments of random
   length 1..``data.reverse_segment_max``, the segments in reverse order, words in order inside;
 - ``token``: the document's token ids reversed after BOS. BPE would retokenise reversed text,
@@ -42,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from experiments.exp1.data import REVERSE_TRAINING, description_forms
+from experiments.exp1.data import REVERSE_TRAINING, description_forms, description_slot
 from interp.fileio import write_jsonl
 from interp.tokens import Document, TokenReversed, encode_completion, encode_prompt
 
@@ -50,10 +53,10 @@ if TYPE_CHECKING:
     from experiments.exp1.data import Example, Exp1DataConfig, Exp1Dataset
     from interp.models import LoadedModel
 
-REVERSE_MODES: tuple[str, ...] = REVERSE_TRAINING  # none, token, word, entity, segment, repeat (a control)
+REVERSE_MODES: tuple[str, ...] = REVERSE_TRAINING  # none, token, word, entity, names, segment, repeat (a control)
 # the reversal a query uses for each training mode: segment-trained models are asked with
 # word-level reversal (a random segmentation of the query would be a second random draw)
-QUERY_MODE = {"token": "token", "word": "word", "entity": "entity", "segment": "word"}
+QUERY_MODE = {"token": "token", "word": "word", "entity": "entity", "names": "names", "segment": "word"}
 # evaluated cell -> the held-out file of the other order for the same facts (its sentences
 # hold the cell's answer near their start)
 QUERY_SOURCE: dict[str, str] = {
@@ -165,6 +168,24 @@ def entity_spans(example: Example) -> list[str]:
     return [s for s in (example.name, used) if s and s in text]
 
 
+def named_spans(name: str, description: str) -> list[str]:
+    """The named entities of a fact for ``names`` reversal: its name and the slot value of its
+    description (:func:`experiments.exp1.data.description_slot`, the same in every surface
+    form). A description without a slot (a folder in the paper's layout) is an error: which of
+    its words name something is not known.
+
+    Example::
+
+        named_spans("Ada Quill", 'the composer of the underwater opera "Tides of Glass"')
+        # ['Ada Quill', 'Tides of Glass']
+    """
+    slot = description_slot(description)
+    if slot is None:
+        raise ValueError(f"data.reverse_training=names: the description {description!r} (of {name!r}) comes "
+                         "from no known pattern, so its named entities are unknown; use entity or word")
+    return [name, slot]
+
+
 def reversed_training_docs(dataset: Exp1Dataset, mode: str, seed: int, segment_max: int = 3
                            ) -> list[dict[str, Any]]:
     """One reversed copy of every training document (``dataset.train_examples()``, prompt +
@@ -195,6 +216,9 @@ def reversed_training_docs(dataset: Exp1Dataset, mode: str, seed: int, segment_m
             rec["text"] = reverse_words(original)
         elif mode == "entity":
             rec["spans"] = entity_spans(e)
+            rec["text"] = reverse_entity(original, rec["spans"])
+        elif mode == "names":
+            rec["spans"] = named_spans(e.name, e.description)
             rec["text"] = reverse_entity(original, rec["spans"])
         elif mode == "segment":
             rec["text"] = reverse_segments(original, segment_max, rng)
@@ -238,6 +262,7 @@ class ReversedQuery:
     spans: tuple[str, ...]
     prompt: str
     target: str
+    answer_spans: tuple[str, ...] = ()  # names mode: the answer's title or place, kept whole
 
 
 def split_at_answer(text: str, answer: str) -> tuple[str, str] | None:
@@ -258,26 +283,35 @@ def reverse_query_text(text: str, mode: str, spans: Sequence[str] = ()) -> str:
     qmode = QUERY_MODE[mode]
     if qmode == "word":
         return reverse_words(text)
-    if qmode == "entity":
+    if qmode in ("entity", "names"):
         return reverse_entity(text, spans)
     raise ValueError(f"reverse_query_text: {mode!r} reverses ids, not text")
 
 
-def reverse_answer(answer: str, mode: str) -> str:
+def reverse_answer(answer: str, mode: str, spans: Sequence[str] = ()) -> str:
     """The reversed-language form of an answer (a name or a description), with no leading
-    space: word-reversed, or for ``entity`` the answer itself (it is one entity span). Applied
-    to a reversed answer it gives the natural one back (:func:`answer_back`). Not for
+    space: word-reversed; for ``entity`` the answer itself (it is one entity span); for
+    ``names`` a description's words reversed around ``spans`` (by default its title or place,
+    :func:`experiments.exp1.data.description_slot`), an answer with neither (a name) kept whole.
+    Applied to a reversed answer (with the same ``spans`` for ``names``: a reversed description
+    no longer reads as a pattern) it gives the natural one back (:func:`answer_back`). Not for
     ``token`` (ids: :func:`encode_token_query`)."""
-    if QUERY_MODE[mode] == "token":
+    qmode = QUERY_MODE[mode]
+    if qmode == "token":
         raise ValueError("reverse_answer: token mode reverses ids, not text")
-    return " ".join(answer.split()) if QUERY_MODE[mode] == "entity" else reverse_words(answer)
+    if qmode == "names":
+        slot = description_slot(answer)
+        spans = list(spans) or ([slot] if slot else [answer])
+        return reverse_entity(answer, spans)
+    return " ".join(answer.split()) if qmode == "entity" else reverse_words(answer)
 
 
-def answer_back(generation: str, target: str, mode: str) -> str:
+def answer_back(generation: str, target: str, mode: str, spans: Sequence[str] = ()) -> str:
     """A text-mode generation read back in natural order: its first as many words as the
-    reversed ``target`` has, un-reversed (what exact match compares with the answer)."""
+    reversed ``target`` has, un-reversed (what exact match compares with the answer; ``spans``:
+    the answer's named entities in ``names`` mode, :attr:`ReversedQuery.answer_spans`)."""
     head = " ".join(generation.split()[: len(target.split())])
-    return reverse_answer(head, mode)
+    return reverse_answer(head, mode, spans)
 
 
 def reversed_queries(dataset: Exp1Dataset, mode: str, files: Sequence[str]
@@ -321,13 +355,15 @@ def reversed_queries(dataset: Exp1Dataset, mode: str, files: Sequence[str]
                 skipped[stem] += 1
                 continue
             rest = parts[1]
-            spans = tuple(s for s in (fact.name, *description_forms(fact.description)) if s in rest)
+            named = named_spans(fact.name, fact.description) if mode == "names" else description_forms(fact.description)
+            spans = tuple(s for s in (fact.name, *named) if s in rest)
             text_mode = QUERY_MODE[mode] != "token"
             out.append(ReversedQuery(
                 file=stem, source_file=source, source_line=ex.line, fact_id=ex.fact_id, subset=subset,
                 direction=direction, target_kind=kind, mode=mode, answer=answer, rest=rest, spans=spans,
                 prompt=reverse_query_text(rest, mode, spans) if text_mode else "",
-                target=" " + reverse_answer(answer, mode) if text_mode else ""))
+                target=" " + reverse_answer(answer, mode) if text_mode else "",
+                answer_spans=(slot,) if mode == "names" and (slot := description_slot(answer)) else ()))
     return out, skipped
 
 

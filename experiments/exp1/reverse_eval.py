@@ -59,7 +59,7 @@ def query_mode(reversed_queries: str, reverse_training: str) -> str:
     if mode == "repeat" and reversed_queries == "auto":  # the unreversed control: no reversed language
         return "none"
     if mode == "repeat":
-        raise ValueError("reversed queries: repeat reverses nothing; use none, token, word, entity or segment")
+        raise ValueError("reversed queries: repeat reverses nothing; use none, token, word, entity, names or segment")
     if mode not in REVERSE_MODES:
         raise ValueError(f"reversed queries: unknown mode {mode!r}; use one of {REVERSE_MODES}")
     return mode
@@ -83,6 +83,7 @@ def evaluate_reversed(lm: LoadedModel, dataset: Exp1Dataset, cfg: EvalConfig, mo
         rec = {"file": q.file, "source_file": q.source_file, "line": q.source_line, "fact_id": q.fact_id,
                "subset": q.subset, "direction": q.direction, "target_kind": q.target_kind,
                "mode": mode, "query_mode": QUERY_MODE[mode], "answer": q.answer, "rest": q.rest,
+               "answer_spans": list(q.answer_spans),
                "random_name": controls.get(q.subset, {}).get(q.fact_id) if q.target_kind == "name" else None}
         if QUERY_MODE[mode] != "token":
             rec.update(prompt=q.prompt, target=q.target)
@@ -112,7 +113,7 @@ def evaluate_reversed(lm: LoadedModel, dataset: Exp1Dataset, cfg: EvalConfig, mo
             r.update(greedy_ids=list(res.greedy_ids),
                      answer_back=lm.tokenizer.decode(list(res.greedy_ids[::-1])))
         else:
-            r.update(generation=res.greedy_text, answer_back=answer_back(res.greedy_text, r["target"], mode),
+            r.update(generation=res.greedy_text, answer_back=answer_back(res.greedy_text, r["target"], mode, r["answer_spans"]),
                      generation_kind="until_decided" if res.generation is None else "full")
     metrics = {"mode": mode, "query_mode": QUERY_MODE[mode], **summarise(records), "skipped": skipped}
     out_dir = Path(out_dir)
