@@ -3,6 +3,7 @@ statistics over facts, and a run end to end on the smoke preset (tiny random mod
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -16,7 +17,7 @@ from experiments import exp1, sweep
 from experiments.cli import main as rct
 from experiments.core.config import ConfigError
 from experiments.core.rundir import RunDir, RunDirError
-from experiments.exp1.data import DESCRIPTION_FIRST, NAME_FIRST, Exp1DataConfig, generate_exp1
+from experiments.exp1.data import DESCRIPTION_FIRST, NAME_FIRST, REVERSE_TRAINING, Exp1DataConfig, generate_exp1
 from experiments.exp1.evaluate import CELLS, EvalConfig, cell_examples, exp1_items
 from experiments.mitigations import MitigationConfig, collect, preset, run_mitigations, select
 from experiments.mitigations_report import mitigations_figure, mitigations_markdown, summarise
@@ -34,6 +35,11 @@ def test_presets_cells_and_overrides():
         assert MitigationConfig.from_dict(cfg.to_dict()) == cfg
         assert "both_d2p_prompts_test" in cfg.base.eval.files
         assert cfg.base.eval.rank_names == (name == "smoke")  # the CPU preset skips the rank (time)
+    scratch = preset("scratch")  # the from-scratch model: every reverse-training variant, 3 seeds
+    assert scratch.base.model.startswith("tiny:") and scratch.base.data.generic_facts > 0
+    assert scratch.seeds == [0, 1, 2] and scratch.shared_base
+    assert {o.get("data.reverse_training", "none") for o in scratch.conditions.values()} == set(REVERSE_TRAINING)
+    assert scratch.base == dataclasses.replace(exp1.preset("scratch"), preset="scratch")  # the exp1 preset
     cfg = select(preset("smoke"), ["none", "word", "paraphrases"], seeds=[0, 1])
     cells = cfg.cells()
     # seed by seed: every condition of seed 0 first, so an interrupted run holds whole seeds
@@ -153,6 +159,7 @@ def test_cell_loop_resumes_and_evaluates_the_base_once(tmp_path, monkeypatch):
         calls.append((Path(run_dir).name, tuple(evaluate)))
         run = RunDir(Path(run_dir))
         run.record_stage("finetune", {})
+        (Path(run_dir) / "checkpoints" / "epoch-001").mkdir(parents=True, exist_ok=True)
         if Path(run_dir).name in interrupt:
             interrupt.clear()
             raise KeyboardInterrupt  # interrupted during this cell, once
@@ -170,11 +177,15 @@ def test_cell_loop_resumes_and_evaluates_the_base_once(tmp_path, monkeypatch):
     assert calls == [("none__seed-0", ("finetuned",)), ("word__seed-0", ("finetuned",)),
                      ("none__seed-1", ("finetuned",)), ("word__seed-1", ("finetuned",))]
     assert json.loads((out / "test_files.json").read_text())["shared_base"] is True
+    # the interrupted cell keeps its resume state, the finished ones do not
+    assert [c.name for c in cfg.cells() if (out / "cells" / c.name / "checkpoints").exists()] == ["word__seed-1"]
     with pytest.raises(RunDirError, match="--resume"):
         run_mitigations(cfg, out, progress=False)
     done = run_mitigations(cfg, out, resume=True, progress=False)
     assert done == ["word__seed-1"] and calls[-1] == ("word__seed-1", ("finetuned",))  # only the unfinished cell
     assert len(base_evals) == 1
+    # a finished cell keeps no resume state
+    assert not any((out / "cells" / c.name / "checkpoints").exists() for c in cfg.cells())
     assert run_mitigations(cfg, out, resume=True, progress=False) == []
     with pytest.raises(RunDirError, match="config differs at seeds"):
         run_mitigations(select(cfg, seeds=[0]), out, resume=True, progress=False)

@@ -19,6 +19,9 @@ What the generator guarantees (checked every time it runs, :func:`check_disjoint
 Patterns may repeat across real and generic people (with other titles and places): the
 generic text is there to teach the sentence forms, including every pattern's wording.
 
+The documents are split into prompt and completion at the second slot, as the training
+documents are, and trained the same way (``finetune.loss_on`` applies to them too).
+
 Files (in the run's data folder, next to the paper's layout, which the loader ignores)::
 
     generic_train.jsonl   {"prompt", "completion"} per document, as the training files
