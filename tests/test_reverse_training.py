@@ -13,7 +13,7 @@ from experiments.cli import main
 from experiments.core.config import ConfigError, build, load_preset
 from experiments.core.evaluate import IdItem, Item, evaluate, evaluate_ids
 from experiments.exp1 import Exp1Config
-from experiments.exp1.data import Exp1DataConfig, generate_exp1, load_exp1
+from experiments.exp1.data import Exp1DataConfig, description_forms, generate_exp1, load_exp1
 from experiments.exp1.evaluate import CELLS, EvalConfig
 from experiments.exp1.reverse import (
     answer_back, named_spans, encode_token_query, entity_spans, entity_units, reverse_answer, reverse_entity,
@@ -123,30 +123,22 @@ def _placeholders(text: str, spans: list[str]) -> str:
     return text
 
 
+@pytest.mark.parametrize("mode", ["entity", "names"])
 @pytest.mark.parametrize("seed", range(6))
-def test_entity_spans_are_never_split_in_generated_documents(seed):
+def test_entity_spans_are_never_split_in_generated_documents(mode, seed):
     ds = generate_exp1(Exp1DataConfig(n_facts=8, n_paraphrases=12, n_test_templates=2, seed=seed))
-    recs = reversed_training_docs(ds, "entity", seed=seed)
+    recs = reversed_training_docs(ds, mode, seed=seed)
     assert len(recs) == len(ds.train_examples())
     for rec, ex in zip(recs, ds.train_examples()):
-        assert ex.name in rec["spans"] and len(rec["spans"]) == 2  # the name and the form used
+        assert rec["spans"][0] == ex.name and len(rec["spans"]) == 2
+        if mode == "entity":  # the name and the description form the document uses
+            assert rec["spans"][1] in description_forms(ex.description)
+        else:  # the name and the title or place, not the description
+            assert rec["spans"] == named_spans(ex.name, ex.description)
+            assert rec["spans"][1] in ex.description and rec["spans"][1] != ex.description
         for span in rec["spans"]:
             assert span in rec["text"], (span, rec["text"])
         # outside the spans it is plain word reversal
-        assert _placeholders(rec["text"], rec["spans"]) == reverse_words(_placeholders(rec["original"], rec["spans"]))
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_named_entities_are_never_split_and_the_rest_is_word_reversed(seed):
-    ds = generate_exp1(Exp1DataConfig(n_facts=8, n_paraphrases=12, n_test_templates=2, seed=seed))
-    recs = reversed_training_docs(ds, "names", seed=seed)
-    assert len(recs) == len(ds.train_examples())
-    for rec, ex in zip(recs, ds.train_examples()):
-        assert rec["spans"] == named_spans(ex.name, ex.description) and rec["spans"][0] == ex.name
-        slot = rec["spans"][1]
-        assert slot in ex.description and slot != ex.description  # the title or place, not the description
-        for span in rec["spans"]:
-            assert span in rec["text"], (span, rec["text"])
         assert _placeholders(rec["text"], rec["spans"]) == reverse_words(_placeholders(rec["original"], rec["spans"]))
 
 
