@@ -230,7 +230,7 @@ def _facts(cfg: exp1.Exp1Config, run_dir: Path) -> dict[int, str]:
 
 def _slim(records: list[dict[str, Any]], names: dict[int, str]) -> list[dict[str, Any]]:
     """What the report reads of each record, the fact named (so facts pair across datasets)."""
-    keep = ("file", "exact", "target_logprob", "random_logprob")
+    keep = ("file", "exact", "target_logprob", "random_logprob", "normalised_rank")
     return [{"fact": names[r["fact_id"]], **{k: r[k] for k in keep if k in r}} for r in records]
 
 

@@ -16,7 +16,13 @@ Reads what :func:`experiments.mitigations.collect` returns (each record reduced 
 - the difference from the ``none`` condition, paired by fact (facts matched by name): the
   mean per-fact difference with a bootstrap CI over facts (Newcombe's paired interval when
   every difference is 0);
-- the same reverse cell asked in the reversed language, for conditions with reverse training.
+- the same reverse cell asked in the reversed language, for conditions with reverse training;
+- where the cells were evaluated with ``eval.rank_names``: the normalised rank of the correct
+  name among the subset's trained names on the NameToDescription reverse prompts (1 = ranked
+  first, 0.5 = chance), each fact's prompts then seeds averaged, the mean over facts with a
+  bootstrap CI, and its paired difference from ``none`` (bootstrap over facts). On a small
+  model whose log-probs spread widely (a byte-level model trained from scratch), the rank is
+  the steadier measure of a preference.
 
 An interval that holds 0 is reported as a bound ("at most"), not as "no effect".
 
@@ -74,6 +80,10 @@ def _margin(r: dict[str, Any]) -> float:
     return r["target_logprob"] - r["random_logprob"]
 
 
+def _rank(r: dict[str, Any]) -> float:
+    return float(r["normalised_rank"])
+
+
 def pool_seeds(by_seed: dict[int, dict[str, float]]) -> dict[str, float]:
     """fact -> the mean over the seeds that have it of its per-seed values."""
     facts = list(dict.fromkeys(f for values in by_seed.values() for f in values))
@@ -108,6 +118,17 @@ def paired_rate_diff(a: dict[str, float], b: dict[str, float]) -> dict[str, Any]
     return {**out, "diff": boot["mean"], "low": boot["low"], "high": boot["high"]}
 
 
+def paired_mean_diff(a: dict[str, float], b: dict[str, float]) -> dict[str, Any] | None:
+    """Mean over the facts of both of (a - b) for a continuous per-fact value, with its 95%
+    bootstrap CI over facts. None without a common fact."""
+    facts = [f for f in a if f in b]
+    if not facts:
+        return None
+    boot = bootstrap_mean_ci([a[f] - b[f] for f in facts])
+    return {"n_facts": len(facts), "ci_method": "bootstrap", "diff": boot["mean"], "low": boot["low"],
+            "high": boot["high"]}
+
+
 def margin_ci(values: list[float]) -> dict[str, Any]:
     t = mean_ci_t(values, null=0.0)
     return {"mean": t["mean"], "low": t["ci95_low"], "high": t["ci95_high"], "p": t["p"], "n_facts": t["n"]}
@@ -116,7 +137,7 @@ def margin_ci(values: list[float]) -> dict[str, Any]:
 def _cell_stats(runs: list[tuple[int, list[dict[str, Any]]]], stems: list[str]) -> dict[str, Any]:
     """Exact match per cell and the correct-vs-random margin on the goal cell, pooled over
     the seeds of ``runs`` ((seed, records) pairs), with per-seed values and per-fact values."""
-    out: dict[str, Any] = {"exact_match": {}, "correct_vs_random": None, "per_fact": {}}
+    out: dict[str, Any] = {"exact_match": {}, "correct_vs_random": None, "rank": None, "per_fact": {}}
     for stem in stems:
         by_seed = {seed: pf for seed, recs in runs if (pf := per_fact(recs, stem, _exact))}
         if not by_seed:
@@ -132,6 +153,15 @@ def _cell_stats(runs: list[tuple[int, list[dict[str, Any]]]], stems: list[str]) 
         out["correct_vs_random"] = {**margin_ci(list(pooled.values())),
                                     "per_seed": {str(s): float(np.mean(list(v.values()))) for s, v in by_seed.items()}}
         out["per_fact"]["correct_vs_random"] = pooled
+    by_seed = {seed: per_fact([r for r in recs if r.get("normalised_rank") is not None], GOAL, _rank)
+               for seed, recs in runs}
+    by_seed = {s: v for s, v in by_seed.items() if v}
+    if by_seed:
+        pooled = pool_seeds(by_seed)
+        b = bootstrap_mean_ci(list(pooled.values()))
+        out["rank"] = {"mean": b["mean"], "low": b["low"], "high": b["high"], "n_facts": len(pooled),
+                       "per_seed": {str(s): float(np.mean(list(v.values()))) for s, v in by_seed.items()}}
+        out["per_fact"]["rank"] = pooled
     return out
 
 
@@ -161,6 +191,8 @@ def summarise(collected: dict[str, Any]) -> dict[str, Any]:
         for stem in (GOAL, SAME):
             if stem in row["per_fact"] and stem in ref["per_fact"]:
                 row["vs_none"][stem] = paired_rate_diff(row["per_fact"][stem], ref["per_fact"][stem])
+        if "rank" in row["per_fact"] and "rank" in ref["per_fact"]:
+            row["vs_none"]["rank"] = paired_mean_diff(row["per_fact"]["rank"], ref["per_fact"]["rank"])
     base = None
     if collected.get("base"):
         base = _cell_stats([(0, collected["base"])], stems)
@@ -195,6 +227,18 @@ def _points(d: dict[str, Any] | None) -> str:
     if not d:
         return "n/a"
     return f"{100 * d['diff']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
+
+
+def _rank_ci(s: dict[str, Any] | None) -> str:
+    if not s or s.get("mean") is None:
+        return "n/a"
+    return f"{s['mean']:.3f} [{s['low']:.3f}, {s['high']:.3f}]"
+
+
+def _rank_diff(d: dict[str, Any] | None) -> str:
+    if not d:
+        return "n/a"
+    return f"{d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
 
 
 def _what(over: dict[str, Any]) -> str:
@@ -234,6 +278,13 @@ def _reading(summary: dict[str, Any]) -> list[str]:
                             f"for the correct name of at most {bound} nats")
             else:
                 said.append(f"correct - random name on the reverse prompts {_nats(t)} nats")
+        k = row["vs_none"].get("rank")
+        if k and _holds_zero(k["low"], k["high"]):
+            said.append(f"normalised rank of the correct name on the reverse prompts {_rank_ci(row['rank'])}, "
+                        f"{_rank_diff(k)} from `none`: a rise of at most {k['high']:+.3f}")
+        elif k:
+            said.append(f"normalised rank of the correct name on the reverse prompts {_rank_ci(row['rank'])}, "
+                        f"{_rank_diff(k)} from `none`")
         if said:
             out.append(f"- **{row['name']}**: " + "; ".join(said) + ".")
     best = max((r for r in summary["conditions"] if GOAL in r["exact_match"]),
@@ -261,15 +312,22 @@ def mitigations_markdown(summary: dict[str, Any], title: str = "Mitigations on e
              "[t-based 95% CI]. Difference from `none`: paired by fact, points [95% bootstrap CI]. Reversed "
              "language: the reverse cell asked in the order the reversed copies taught (docs/mitigations.md).",
              ""]
+    ranked = any(r["rank"] for r in summary["conditions"])
+    if ranked:
+        lines[-1:-1] = ["", "Rank: the normalised rank of the correct name among the subset's trained names on the "
+                        "NameToDescription reverse prompts (1 = first, 0.5 = chance), mean over facts "
+                        "[95% bootstrap CI]; rank - none paired by fact."]
     head = ["condition", "changes", "seeds", *[lbl for _, lbl in cols],
             "NameToDescription reverse: correct - random (nats)", "reverse - none (points)",
+            *(["NameToDescription reverse: rank", "rank - none"] if ranked else []),
             "reversed language: reverse exact", "reversed language: correct - random (nats)"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     if summary["base"]:
         b = summary["base"]
         lines.append("| " + " | ".join(["base model", "(not finetuned)", "-",
                                         *[_rate(b["exact_match"].get(s)) for s, _ in cols],
-                                        _nats(b["correct_vs_random"]), "-", "-", "-"]) + " |")
+                                        _nats(b["correct_vs_random"]), "-",
+                                        *([_rank_ci(b["rank"]), "-"] if ranked else []), "-", "-"]) + " |")
     for r in summary["conditions"]:
         rev = r["reversed"]
         lang = "n/a" if not rev else f"{_rate(rev['exact_match'])} (`{rev['mode']}`)"
@@ -277,6 +335,8 @@ def mitigations_markdown(summary: dict[str, Any], title: str = "Mitigations on e
             r["name"], _what(r["overrides"]), str(len(r["seeds"])),
             *[_rate(r["exact_match"].get(s)) for s, _ in cols], _nats(r["correct_vs_random"]),
             "-" if r["name"] == summary["reference"] else _points(r["vs_none"].get(GOAL)),
+            *([_rank_ci(r["rank"]),
+               "-" if r["name"] == summary["reference"] else _rank_diff(r["vs_none"].get("rank"))] if ranked else []),
             lang, "n/a" if not rev else _nats(rev["correct_vs_random"])]) + " |")
     pcols = [(s, lbl) for s, lbl in PER_SEED_COLUMNS
              if any(s in r["exact_match"] for r in summary["conditions"])]

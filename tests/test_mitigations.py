@@ -40,6 +40,10 @@ def test_presets_cells_and_overrides():
     assert scratch.seeds == [0, 1, 2] and scratch.shared_base
     assert {o.get("data.reverse_training", "none") for o in scratch.conditions.values()} == set(REVERSE_TRAINING)
     assert scratch.base == dataclasses.replace(exp1.preset("scratch"), preset="scratch")  # the exp1 preset
+    cpu = preset("cpu")  # the CPU default of experiment 1 with entity and names reversal, 3 seeds
+    assert cpu.base == exp1.preset("cpu") and cpu.seeds == [0, 1, 2]
+    assert {k: o.get("data.reverse_training", "none") for k, o in cpu.conditions.items()} == {
+        "none": "none", "entity": "entity", "names": "names"}
     cfg = select(preset("smoke"), ["none", "word", "paraphrases"], seeds=[0, 1])
     cells = cfg.cells()
     # seed by seed: every condition of seed 0 first, so an interrupted run holds whole seeds
@@ -203,10 +207,12 @@ def test_cell_loop_resumes_and_evaluates_the_base_once(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ the report, by hand
 
 
-def _rec(stem, fact, exact, correct=None, random=None):
+def _rec(stem, fact, exact, correct=None, random=None, rank=None):
     r = {"file": stem, "fact": fact, "exact": exact, "target_logprob": correct if correct is not None else -1.0}
     if random is not None:
         r["random_logprob"] = random
+    if rank is not None:
+        r["normalised_rank"] = rank
     return r
 
 
@@ -217,8 +223,9 @@ def _synthetic() -> dict:
     def cell(cond, seed, exact, margins):
         recs = []
         for fact, hits in exact.items():
-            for k, hit in enumerate(hits):
-                recs.append(_rec(rev, fact, hit, correct=-5.0 + margins[fact], random=-5.0))
+            for k, hit in enumerate(hits):  # rank: 0.5 without reversal; with it, 1.0 on a hit else 0.5
+                recs.append(_rec(rev, fact, hit, correct=-5.0 + margins[fact], random=-5.0,
+                                 rank=1.0 if hit else 0.5))
         recs += [_rec("p2d_prompts_test", f, True) for f in "ABC"]
         return {"name": f"{cond}__seed-{seed}", "condition": cond, "seed": seed, "records": recs,
                 "reversed": None if cond == "none" else {"mode": "word", "query_mode": "word", "records": [
@@ -260,16 +267,23 @@ def test_report_statistics_are_over_facts_and_seeds(tmp_path):
     same = word["vs_none"]["p2d_prompts_test"]  # identical everywhere: Newcombe's interval, not [0, 0]
     assert same["diff"] == 0 and same["ci_method"] == "newcombe" and same["low"] < 0 < same["high"]
     assert none["vs_none"] == {} and none["reversed"] is None
+    # normalised rank, prompts then seeds averaged per fact: A (5/6 + 2/3) / 2 = 3/4, B 1, C 3/4
+    assert word["rank"]["mean"] == pytest.approx((0.75 + 1 + 0.75) / 3) and word["rank"]["n_facts"] == 3
+    assert none["rank"]["mean"] == 0.5 and none["rank"]["per_seed"] == {"0": 0.5, "1": 0.5}
+    k = word["vs_none"]["rank"]
+    assert k["diff"] == pytest.approx(word["rank"]["mean"] - 0.5) and k["low"] <= k["diff"] <= k["high"]
     r = word["reversed"]
     assert r["mode"] == "word" and r["exact_match"]["mean"] == pytest.approx(1 / 3)
     assert r["correct_vs_random"]["mean"] == pytest.approx(1.0)
     assert [p.name for p in mitigations_figure(s, tmp_path)] == ["mitigations.png", "mitigations.svg"]
     text = mitigations_markdown(s)
     for column in ("NameToDescription same", "NameToDescription reverse (goal)", "reverse - none (points)",
-                   "reversed language: reverse exact", "correct - random (nats)"):
+                   "reversed language: reverse exact", "correct - random (nats)",
+                   "NameToDescription reverse: rank", "rank - none"):
         assert column in text
     assert "| word | `data.reverse_training=word` | 2 | 100.0 [" in text
     assert "66.7 [" in text and "+66.7 [" in text
+    assert "| 0.833 [" in text and "+0.333 [" in text and "| 0.500 [0.500, 0.500] | - |" in text
     # an interval that holds 0 is a bound
     assert "a loss of at most" in text and "no effect" not in text
 
