@@ -373,14 +373,18 @@ def _err(lo: np.ndarray, hi: np.ndarray) -> list[np.ndarray]:
 
 
 def mitigations_figure(summary: dict[str, Any], out_dir: Path) -> list[Path]:
-    """Left: exact match per condition and cell (bars: 95% CI over facts). Right: correct -
-    random name on the reverse prompts, natural order and reversed language (95% CI)."""
+    """Left: exact match per condition and cell (bars: 95% CI over facts). Middle: correct -
+    random name on the reverse prompts, natural order and reversed language (95% CI). Right,
+    where the cells have it: the normalised rank of the correct name on the reverse prompts
+    (95% CI; 0.5 = chance)."""
     rows = [r for r in summary["conditions"] if r["seeds"]]
     cols = [(s, lbl) for s, lbl in EXACT_COLUMNS if any(s in r["exact_match"] for r in rows)]
     if not rows or not cols:
         return []
-    fig = Figure(figsize=(4.0 + 1.3 * len(rows), 3.8), layout="constrained")
-    ax, ax2 = fig.subplots(1, 2, width_ratios=[2.2, 1])
+    ranked = any(r["rank"] for r in rows)
+    fig = Figure(figsize=(4.0 + (1.7 if ranked else 1.3) * len(rows), 3.8), layout="constrained")
+    axes = fig.subplots(1, 3 if ranked else 2, width_ratios=[2.2, 1, 1] if ranked else [2.2, 1])
+    ax, ax2 = axes[0], axes[1]
     x = np.arange(len(rows))
     width = 0.8 / len(cols)
     for k, (stem, lbl) in enumerate(cols):
@@ -408,6 +412,18 @@ def mitigations_figure(summary: dict[str, Any], out_dir: Path) -> list[Path]:
     ax2.set_ylabel("correct - random name (nats)")
     ax2.set_title("NameToDescription reverse", fontsize=9)
     ax2.legend(frameon=False, fontsize=7)
+    if ranked:
+        ax3 = axes[2]
+        stats = [r["rank"] for r in rows]
+        mean = np.array([s["mean"] if s else np.nan for s in stats])
+        lo = np.array([s["mean"] - s["low"] if s else 0 for s in stats])
+        hi = np.array([s["high"] - s["mean"] if s else 0 for s in stats])
+        ax3.bar(x, mean, 0.6, yerr=_err(lo, hi), capsize=2, color="#3a6ea5")
+        ax3.axhline(0.5, color="grey", lw=0.8, ls=":")  # chance
+        ax3.set_ylim(0, 1.05)
+        ax3.set_xticks(x, [r["name"] for r in rows], fontsize=8, rotation=45, ha="right")
+        ax3.set_ylabel("normalised rank of the correct name")
+        ax3.set_title("NameToDescription reverse: rank\n(0.5 = chance)", fontsize=9)
     return save(fig, out_dir, "mitigations")
 
 
