@@ -49,6 +49,7 @@ from interp.fileio import write_json, write_text
 
 GOAL = "p2d_reverse_prompts_test"  # NameToDescription, asked description -> name: the goal cell
 SAME = "p2d_prompts_test"
+SAME_D2N = "d2p_prompts_test"
 CEILING = "both_d2p_prompts_test"
 # (cell, column label) in display order
 EXACT_COLUMNS = [
@@ -188,7 +189,7 @@ def summarise(collected: dict[str, Any]) -> dict[str, Any]:
         row["vs_none"] = {}
         if ref is None or row is ref:
             continue
-        for stem in (GOAL, SAME):
+        for stem in (GOAL, SAME, SAME_D2N):
             if stem in row["per_fact"] and stem in ref["per_fact"]:
                 row["vs_none"][stem] = paired_rate_diff(row["per_fact"][stem], ref["per_fact"][stem])
         if "rank" in row["per_fact"] and "rank" in ref["per_fact"]:
@@ -264,12 +265,13 @@ def _reading(summary: dict[str, Any]) -> list[str]:
         elif d:
             said.append(f"{'lifts' if d['diff'] > 0 else 'lowers'} the reverse cell by {_points(d)} points "
                         "over `none`")
-        s = row["vs_none"].get(SAME)
-        if s and _holds_zero(s["low"], s["high"]):
-            said.append(f"same direction {_points(s)} points from `none`: a loss of at most "
-                        f"{max(0.0, -100 * s['low']):.1f} points")
-        elif s:
-            said.append(f"same direction {_points(s)} points from `none`")
+        for stem, label in ((SAME, "same direction"), (SAME_D2N, "DescriptionToName same direction")):
+            s = row["vs_none"].get(stem)
+            if s and _holds_zero(s["low"], s["high"]):
+                said.append(f"{label} {_points(s)} points from `none`: a loss of at most "
+                            f"{max(0.0, -100 * s['low']):.1f} points")
+            elif s:
+                said.append(f"{label} {_points(s)} points from `none`")
         t = row["correct_vs_random"]
         if t and t["mean"] is not None:
             if _holds_zero(t["low"], t["high"]):

@@ -227,6 +227,7 @@ def _synthetic() -> dict:
                 recs.append(_rec(rev, fact, hit, correct=-5.0 + margins[fact], random=-5.0,
                                  rank=1.0 if hit else 0.5))
         recs += [_rec("p2d_prompts_test", f, True) for f in "ABC"]
+        recs += [_rec("d2p_prompts_test", f, cond == "none" or f != "A") for f in "ABC"]  # word loses A
         return {"name": f"{cond}__seed-{seed}", "condition": cond, "seed": seed, "records": recs,
                 "reversed": None if cond == "none" else {"mode": "word", "query_mode": "word", "records": [
                     _rec(rev, f, f == "A", correct=-3.0, random=-4.0) for f in "ABC"]}}
@@ -267,6 +268,7 @@ def test_report_statistics_are_over_facts_and_seeds(tmp_path):
     same = word["vs_none"]["p2d_prompts_test"]  # identical everywhere: Newcombe's interval, not [0, 0]
     assert same["diff"] == 0 and same["ci_method"] == "newcombe" and same["low"] < 0 < same["high"]
     assert none["vs_none"] == {} and none["reversed"] is None
+    assert word["vs_none"]["d2p_prompts_test"]["diff"] == pytest.approx(-1 / 3)
     # normalised rank, prompts then seeds averaged per fact: A (5/6 + 2/3) / 2 = 3/4, B 1, C 3/4
     assert word["rank"]["mean"] == pytest.approx((0.75 + 1 + 0.75) / 3) and word["rank"]["n_facts"] == 3
     assert none["rank"]["mean"] == 0.5 and none["rank"]["per_seed"] == {"0": 0.5, "1": 0.5}
@@ -286,6 +288,7 @@ def test_report_statistics_are_over_facts_and_seeds(tmp_path):
     assert "| 0.833 [" in text and "+0.333 [" in text and "| 0.500 [0.500, 0.500] | - |" in text
     # an interval that holds 0 is a bound
     assert "a loss of at most" in text and "no effect" not in text
+    assert "DescriptionToName same direction -33.3 [" in text
 
 
 # ------------------------------------------------------------------ end to end, smoke preset
