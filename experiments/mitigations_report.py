@@ -399,7 +399,7 @@ def mitigations_figure(summary: dict[str, Any], out_dir: Path) -> list[Path]:
     ax.set_ylabel("exact match (%), mean over facts")
     ax.set_ylim(0, 105)
     ax.axhline(50, color="grey", lw=0.8, ls=":")  # the goal of issue 14 for the reverse cell
-    ax.legend(frameon=False, fontsize=7, loc="upper left")
+    ax.legend(frameon=False, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
     ax.set_title("Exact match by condition (95% CI over facts)", fontsize=9)
     for k, (key, label) in enumerate((("natural", "natural order"), ("reversed", "reversed language"))):
         stats = [r["correct_vs_random"] if key == "natural" else (r["reversed"] or {}).get("correct_vs_random")
