@@ -109,14 +109,11 @@ def paired_rate_diff(a: dict[str, float], b: dict[str, float]) -> dict[str, Any]
     facts = [f for f in a if f in b]
     if not facts:
         return None
-    diffs = [a[f] - b[f] for f in facts]
-    out = {"n_facts": len(facts), "ci_method": "bootstrap"}
-    if all(d == 0 for d in diffs):
+    if all(a[f] == b[f] for f in facts):
         k = sum(a[f] for f in facts)
         d, low, high = paired_diff_ci(k, 0, 0, len(facts) - k)
-        return {**out, "diff": d, "low": low, "high": high, "ci_method": "newcombe"}
-    boot = bootstrap_mean_ci(diffs)
-    return {**out, "diff": boot["mean"], "low": boot["low"], "high": boot["high"]}
+        return {"n_facts": len(facts), "ci_method": "newcombe", "diff": d, "low": low, "high": high}
+    return paired_mean_diff(a, b)
 
 
 def paired_mean_diff(a: dict[str, float], b: dict[str, float]) -> dict[str, Any] | None:
@@ -130,6 +127,12 @@ def paired_mean_diff(a: dict[str, float], b: dict[str, float]) -> dict[str, Any]
             "high": boot["high"]}
 
 
+def rank_ci(values: list[float]) -> dict[str, Any]:
+    """Mean of per-fact normalised ranks with its 95% bootstrap CI over facts."""
+    b = bootstrap_mean_ci(values)
+    return {"mean": b["mean"], "low": b["low"], "high": b["high"], "n_facts": len(values)}
+
+
 def margin_ci(values: list[float]) -> dict[str, Any]:
     t = mean_ci_t(values, null=0.0)
     return {"mean": t["mean"], "low": t["ci95_low"], "high": t["ci95_high"], "p": t["p"], "n_facts": t["n"]}
@@ -139,30 +142,23 @@ def _cell_stats(runs: list[tuple[int, list[dict[str, Any]]]], stems: list[str]) 
     """Exact match per cell and the correct-vs-random margin on the goal cell, pooled over
     the seeds of ``runs`` ((seed, records) pairs), with per-seed values and per-fact values."""
     out: dict[str, Any] = {"exact_match": {}, "correct_vs_random": None, "rank": None, "per_fact": {}}
-    for stem in stems:
-        by_seed = {seed: pf for seed, recs in runs if (pf := per_fact(recs, stem, _exact))}
+
+    def pooled(stem: str, value: Callable[[dict[str, Any]], float], has: Callable[[dict[str, Any]], bool],
+               stat: Callable[[list[float]], dict[str, Any]], key: str) -> dict[str, Any] | None:
+        """``stat`` over facts of the per-fact values, seeds pooled, with per-seed means."""
+        by_seed = {seed: pf for seed, recs in runs if (pf := per_fact([r for r in recs if has(r)], stem, value))}
         if not by_seed:
-            continue
-        pooled = pool_seeds(by_seed)
-        out["exact_match"][stem] = {**rate_ci(list(pooled.values())),
-                                    "per_seed": {str(s): float(np.mean(list(v.values()))) for s, v in by_seed.items()}}
-        out["per_fact"][stem] = pooled
-    by_seed = {seed: per_fact([r for r in recs if "random_logprob" in r], GOAL, _margin) for seed, recs in runs}
-    by_seed = {s: v for s, v in by_seed.items() if v}
-    if by_seed:
-        pooled = pool_seeds(by_seed)
-        out["correct_vs_random"] = {**margin_ci(list(pooled.values())),
-                                    "per_seed": {str(s): float(np.mean(list(v.values()))) for s, v in by_seed.items()}}
-        out["per_fact"]["correct_vs_random"] = pooled
-    by_seed = {seed: per_fact([r for r in recs if r.get("normalised_rank") is not None], GOAL, _rank)
-               for seed, recs in runs}
-    by_seed = {s: v for s, v in by_seed.items() if v}
-    if by_seed:
-        pooled = pool_seeds(by_seed)
-        b = bootstrap_mean_ci(list(pooled.values()))
-        out["rank"] = {"mean": b["mean"], "low": b["low"], "high": b["high"], "n_facts": len(pooled),
-                       "per_seed": {str(s): float(np.mean(list(v.values()))) for s, v in by_seed.items()}}
-        out["per_fact"]["rank"] = pooled
+            return None
+        facts = pool_seeds(by_seed)
+        out["per_fact"][key] = facts
+        return {**stat(list(facts.values())),
+                "per_seed": {str(s): float(np.mean(list(v.values()))) for s, v in by_seed.items()}}
+
+    for stem in stems:
+        if (em := pooled(stem, _exact, lambda r: True, rate_ci, stem)) is not None:
+            out["exact_match"][stem] = em
+    out["correct_vs_random"] = pooled(GOAL, _margin, lambda r: "random_logprob" in r, margin_ci, "correct_vs_random")
+    out["rank"] = pooled(GOAL, _rank, lambda r: r.get("normalised_rank") is not None, rank_ci, "rank")
     return out
 
 
