@@ -76,9 +76,14 @@ def test_ekfac_self_influence_is_positive_and_beats_other_documents(tiny, many, 
 def test_ekfac_and_tracin_do_not_depend_on_batch_size(tiny, many, tmp_path) -> None:
     docs = many
     queries = encode_documents(tiny, [("Amber Lake is", " the north river.")], "completion")
+    # Covariances are summed in float64, so batching changes only the fp32 work around them
+    # (passes, per-sample gradients, preconditioning), each result a sum of a few thousand
+    # products: relative error of order sqrt(terms) x fp32 eps (6e-8), a few 1e-6 (measured
+    # 1.5e-7 of the largest score on AVX-512 and AVX2 code paths). 1e-5 of the largest score
+    # allows that with margin and still catches fp32 covariances (8e-4 apart, measured).
     a = _ekfac(tiny, docs, queries, tmp_path / "a", batch_size=2, partitions=1).total
     b = _ekfac(tiny, docs, queries, tmp_path / "b", batch_size=8, partitions=3).total
-    assert torch.allclose(a, b, rtol=1e-3, atol=1e-3 * float(a.abs().max())), (a, b)
+    assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * float(a.abs().max())), (a - b).abs().max() / a.abs().max()
     names = tracked_modules(tiny.hf)
     t1 = tracin_scores(tiny, docs, queries, names, batch_size=1, progress=False)
     t8 = tracin_scores(tiny, docs, queries, names, batch_size=8, progress=False)

@@ -106,3 +106,15 @@ def test_manifest_records_device_and_precision_with_reasons(tmp_path):
     assert man["precision"]["value"] in ("bf16", "fp32") and "GFLOP/s" in man["precision"]["reason"]
     assert man["precision"]["probe"]["fp32_gflops"] > 0
     assert man["eval_dtype"]["value"] == "float32"
+
+
+@pytest.mark.cpu_only
+def test_code_path_flag_takes_effect():
+    """scripts/test.sh reruns the numerics tests with ATEN_CPU_CAPABILITY=avx2: that pass
+    means something only if torch then runs its AVX2 kernels."""
+    import os
+
+    wanted = os.environ.get("ATEN_CPU_CAPABILITY")
+    if not wanted:
+        pytest.skip("ATEN_CPU_CAPABILITY not set (the default pass)")
+    assert torch.backends.cpu.get_cpu_capability().lower() == wanted.lower()

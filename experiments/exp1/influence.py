@@ -283,12 +283,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-tokens", action="store_true", help="skip per-token scores")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=DEFAULT.precision,
                    help="passes in fp32 or under autocast; auto: bf16 where the device runs it fast (default)")
+    p.add_argument("--covariance-dtype", choices=("float64", "float32"), default=DEFAULT.covariance_dtype,
+                   help="dtype the curvature covariances are summed in (default %(default)s; float32 halves "
+                        "their memory, and the scores then depend on batching by about 1e-3)")
     p.add_argument("--seed", type=int, default=DEFAULT.seed)
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     try:
         cfg = replace(DEFAULT, layer_stride=a.layer_stride, modules=a.modules, seed=a.seed, precision=a.precision,
+                      covariance_dtype=a.covariance_dtype,
                       covariance_max_examples=a.covariance_examples or None, lambda_max_examples=a.lambda_examples)
     except ValueError as e:
         p.error(str(e))
