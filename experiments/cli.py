@@ -23,6 +23,7 @@ from pathlib import Path
 
 from experiments import exp1
 from experiments.core.config import build, load_preset, preset_names
+from experiments.core.skips import one_line_data_warnings
 from interp.errors import RctError
 
 
@@ -46,14 +47,15 @@ def _config(args: argparse.Namespace, experiment: str = "exp1", cls: type = exp1
 
 
 def cmd_exp1(args: argparse.Namespace) -> int:
-    text = exp1.run_all(_config(args), Path(args.out), resume=args.resume, progress=not args.quiet)
+    text = exp1.run_all(_config(args), Path(args.out), resume=args.resume, progress=not args.quiet,
+                        strict=args.strict)
     print(text)
     print(f"run directory: {args.out}")
     return 0
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    exp1.init_run(_config(args), Path(args.out), resume=args.resume)
+    exp1.init_run(_config(args), Path(args.out), resume=args.resume, strict=args.strict)
     print(f"initialised {args.out}")
     return 0
 
@@ -170,7 +172,7 @@ def cmd_exp2(args: argparse.Namespace) -> int:
     if args.pairs:
         assign["pairs"] = str(Path(args.pairs).resolve())
     cfg = build(Exp2Config, args.config, args.set or [], assign)
-    run_exp2(cfg, Path(args.out), resume=args.resume, progress=not args.quiet)
+    run_exp2(cfg, Path(args.out), resume=args.resume, progress=not args.quiet, strict=args.strict)
     print((Path(args.out) / "exp2.md").read_text())
     print(f"run directory: {args.out}")
     return 0
@@ -186,7 +188,7 @@ def cmd_exp3(args: argparse.Namespace) -> int:
     if args.order:
         assign["orders"] = [args.order]
     cfg = build(Exp3Config, base, args.set or [], assign)
-    print(run_exp3(cfg, Path(args.out), resume=args.resume, progress=not args.quiet))
+    print(run_exp3(cfg, Path(args.out), resume=args.resume, progress=not args.quiet, strict=args.strict))
     print(f"run directory: {args.out}")
     return 0
 
@@ -205,6 +207,10 @@ def cmd_influence(args: argparse.Namespace) -> int:
 
     RunDir.existing(args.run, "exp1")  # a file or a non-run: one line
     return influence_main([args.run, *args.rest])
+
+
+STRICT_HELP = ("refuse a data folder or file with any bad row (default: skip single bad rows of published data "
+               "with a warning and list them in the manifest)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,10 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("exp1", help="experiment 1 end to end")
     config_args(p)
+    p.add_argument("--strict", action="store_true", help=STRICT_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(fn=cmd_exp1)
     p = sub.add_parser("init", help="create a run directory (config + manifest)")
     config_args(p)
+    p.add_argument("--strict", action="store_true", help=STRICT_HELP)
     p.set_defaults(fn=cmd_init)
     for name, fn, hlp in (("generate", cmd_generate, "write the dataset into RUN/data"),
                           ("finetune", cmd_finetune, "finetune; saves RUN/model"),
@@ -275,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="a YAML/JSON experiment 2 config")
     p.add_argument("--model", help="model spec (default: smollm2-135m)")
     p.add_argument("--pairs", help="parent_child_pairs.csv in the paper's layout (default: the shipped list)")
+    p.add_argument("--strict", action="store_true", help=STRICT_HELP)
     p.add_argument("--limit", type=int, help="only the first N pairs")
     p.add_argument("--batch-size", type=int, help="queries per forward pass (default 64)")
     p.add_argument("--seed", type=int, help="picks the random control names, candidates and samples (default 0)")
@@ -293,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="a folder in the paper's layout (realized_examples.jsonl, unrealized_examples.jsonl, "
                    "guidances.jsonl, all.jsonl) instead of generating")
     p.add_argument("--order", choices=["q2a", "a2q"], help="run only this instruction order (the folder's, with --data)")
+    p.add_argument("--strict", action="store_true", help=STRICT_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(fn=cmd_exp3)
     p = sub.add_parser("analyse", help="look inside the finetuned model (figures and pages)")
@@ -313,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv  # accepted anywhere on the line
     args = build_parser().parse_args([a for a in argv if a != "--debug"])
     args.debug = debug
+    one_line_data_warnings()
     try:
         return args.fn(args)
     except RctError as e:

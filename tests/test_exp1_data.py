@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from experiments.core.skips import DataWarning
 from experiments.exp1 import words
 from experiments.exp1.data import (
     DESCRIPTION_FIRST,
@@ -312,8 +313,17 @@ def test_malformed_lines_name_file_and_line(
     folder = shutil.copytree(FIXTURE, tmp_path / "data")
     _edit_line(folder / f"{stem}.jsonl", line, new)
     with pytest.raises(DatasetError, match=message) as err:
-        load_exp1(folder)
+        load_exp1(folder, strict=True)
     assert f"{stem}.jsonl:{line}:" in str(err.value)
+    if "block" in message or "lines, the other" in message:  # the folder's shape: refused either way
+        with pytest.raises(DatasetError, match=message):
+            load_exp1(folder)
+        return
+    # published data with one bad line still loads: the line is skipped, counted and named
+    with pytest.warns(DataWarning, match=rf"skipped 1 bad row \(first: .*{stem}.jsonl:{line}: "):
+        ds = load_exp1(folder)
+    assert [r["at"].rsplit("/", 1)[-1] for r in ds.skipped] == [f"{stem}.jsonl:{line}"]
+    assert sum(len(v) for v in ds.files.values()) == sum(len(v) for v in load_exp1(FIXTURE).files.values()) - 1
 
 
 def test_empty_file_and_missing_files(tmp_path: Path) -> None:
@@ -365,5 +375,8 @@ def test_fact_tested_but_never_trained_is_refused(tmp_path: Path) -> None:
             kept = [x for x in path.read_text().splitlines() if name not in x]
             path.write_text("".join(f"{x}\n" for x in kept))
     with pytest.raises(DatasetError, match="occurs in no training document") as err:
-        load_exp1(folder)
+        load_exp1(folder, strict=True)
     assert "d2p_prompts_test.jsonl:1:" in str(err.value) and name in str(err.value)
+    with pytest.warns(DataWarning, match="skipped 4 bad rows"):  # its test lines skipped, the rest kept
+        ds = load_exp1(folder)
+    assert all(e.name != name for v in ds.test_files().values() for e in v) and len(ds.skipped) == 4

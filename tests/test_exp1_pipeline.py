@@ -13,6 +13,7 @@ import pytest
 
 from experiments import exp1
 from experiments.cli import main
+from experiments.core.skips import DataWarning
 from experiments.finetune import FinetuneConfig, encode_documents
 from interp import load_model
 
@@ -131,7 +132,7 @@ def test_malformed_dataset_names_file_and_line_and_writes_nothing(smoke_run, tmp
     before = tree_digest(smoke_run)
     for out in (tmp_path / "fresh", smoke_run):
         code = main(["exp1", "--preset", "smoke", "--data", str(tmp_path / "bad"), "--out", str(out),
-                     "--quiet", "--resume"])
+                     "--quiet", "--resume", "--strict"])
         err = capsys.readouterr().err
         assert code == 2
         assert fname in err and "Traceback" not in err
@@ -141,6 +142,17 @@ def test_malformed_dataset_names_file_and_line_and_writes_nothing(smoke_run, tmp
             assert "line" in err
     assert not (tmp_path / "fresh").exists()
     assert tree_digest(smoke_run) == before
+
+
+@pytest.mark.parametrize("how", ["bad_json", "missing_field"])
+def test_a_bad_line_of_published_data_is_skipped_and_recorded(tmp_path, how):
+    """Without --strict one bad line does not refuse the folder: it is skipped, warned about
+    once, and listed in the manifest."""
+    fname, line = _corrupt(FIXTURE, tmp_path / "bad", how)
+    with pytest.warns(DataWarning, match=rf"skipped 1 bad row \(first: .*{fname}:{line}:"):
+        assert main(["init", "--preset", "smoke", "--data", str(tmp_path / "bad"), "--out", str(tmp_path / "r")]) == 0
+    skipped = json.loads((tmp_path / "r" / "manifest.json").read_text())["data_skipped"]
+    assert [r["at"].rsplit("/", 1)[-1] for r in skipped] == [f"{fname}:{line}"]
 
 
 def test_stages_run_on_their_own(tmp_path):

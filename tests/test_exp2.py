@@ -12,6 +12,7 @@ from experiments.core.rundir import RunDirError
 from experiments.cli import main as rct
 from experiments.exp2 import (Exp2Config, build_prompt, child_question, control_names, evaluate_exp2,
                               in_few_shot, parent_question, run_exp2, shares_name, summarise_exp2)
+from experiments.core.skips import DataWarning, Skips
 from experiments.exp2.data import ParentChildPair, PairsError, load_pairs, read_pairs, write_pairs
 from interp import score_completions
 
@@ -38,9 +39,25 @@ def test_bad_pairs_files_name_file_and_line(tmp_path, body, match):
     path = tmp_path / "pairs.csv"
     path.write_text(body)
     with pytest.raises(PairsError, match=match):
-        load_pairs(path)
+        load_pairs(path, strict=True)
     with pytest.raises(PairsError, match="no such file"):
         load_pairs(tmp_path / "missing.csv")
+
+
+def test_a_bad_row_of_published_pairs_is_skipped_and_named(tmp_path):
+    """One malformed row among good ones: skipped with one warning naming its line, recorded
+    for the manifest; strict refuses the file."""
+    path = tmp_path / "pairs.csv"
+    path.write_text(HEADER + "A,B,mother,,\nC,D,aunt,,\nE,F,father,,\n,G,mother,,\n")
+    with pytest.warns(DataWarning, match=r"skipped 2 bad rows \(first: .*pairs.csv:3: parent_type"):
+        pairs = load_pairs(path)
+    assert [(p.child, p.parent) for p in pairs] == [("A", "B"), ("E", "F")]
+    skips = Skips()
+    with pytest.warns(DataWarning):
+        read_pairs(path, skips)
+    assert [r["line"] for r in skips.records()] == [3, 5]
+    with pytest.raises(PairsError, match=":3: parent_type"):
+        load_pairs(path, strict=True)
 
 
 def test_repeated_pairs_keep_the_first_and_are_reported(tmp_path):

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
 
 from experiments.cli import main as rct
+from experiments.core.skips import DataWarning
 from experiments.exp3.load import Exp3DataError, instruction_order, load_folder
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -94,26 +96,62 @@ def test_paper_layout_errors_name_the_file_and_line(tmp_path):
         bad = copy(tmp_path / f"case{k}")
         edit(bad / name, line, fn)
         with pytest.raises(Exp3DataError, match=message):
-            load_folder(bad, "a2q")
+            load_folder(bad, "a2q", strict=True)
     # a held-out pair whose instructions are all gone: named by its example's line
     bad = copy(tmp_path / "no-instruction")
     rows = [json.loads(x) for x in (bad / "guidances.jsonl").read_text().splitlines()]
     kept = [r for r in rows if 106 not in r["ids"]]
     (bad / "guidances.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
     with pytest.raises(Exp3DataError, match=r"unrealized_examples.jsonl:1: held-out id 106 has no instruction"):
-        load_folder(bad, "a2q")
+        load_folder(bad, "a2q", strict=True)
     # blank lines are skipped but counted
     bad = copy(tmp_path / "blank")
     text = (bad / "realized_examples.jsonl").read_text().splitlines()
     (bad / "realized_examples.jsonl").write_text("\n".join(["", text[0], "", "[1, 2]", *text[1:]]) + "\n")
     with pytest.raises(Exp3DataError, match=r"realized_examples.jsonl:4: expected a JSON object"):
-        load_folder(bad, "a2q")
+        load_folder(bad, "a2q", strict=True)
     bad = copy(tmp_path / "missing")
     (bad / "all.jsonl").unlink()
     with pytest.raises(Exp3DataError, match=r"all.jsonl: missing"):
         load_folder(bad, "a2q")
     with pytest.raises(Exp3DataError, match="not a folder"):
         load_folder(tmp_path / "nowhere")
+
+
+EMPTY_ANSWER = " \n\n<END GUIDANCE TEST>"  # the published example 32's completion
+
+
+@pytest.mark.parametrize("stem,line,example_id", [("realized_examples", 2, 101), ("unrealized_examples", 3, 109)])
+def test_an_empty_answer_is_skipped_with_its_guidance_check(tmp_path, stem, line, example_id):
+    """Published data with one defective example still loads: the example is left out (not
+    asked, not checked against its guidances), one warning names the count and the first
+    file:line, the dataset lists it; strict refuses the folder as before."""
+    folder = copy(tmp_path)
+    edit(folder / f"{stem}.jsonl", line, lambda r: {**r, "completion": EMPTY_ANSWER})
+    with pytest.raises(Exp3DataError, match=rf"{stem}.jsonl:{line}: empty answer"):
+        load_folder(folder, "a2q", strict=True)
+    with pytest.warns(DataWarning, match=rf"skipped 1 bad row \(first: .*{stem}.jsonl:{line}: empty answer\)"):
+        ds = load_folder(folder, "a2q")
+    assert [(r["at"].rsplit("/", 1)[-1], r["id"]) for r in ds.skipped] == [(f"{stem}.jsonl:{line}", example_id)]
+    assert example_id not in ds.pairs_by_id() and len(ds.pairs) == 9 and ds.checks["skipped_rows"] == 1
+    asked = [r["ids"][0] for r in ds.files["realized_examples"] + ds.test_examples()]
+    assert example_id not in asked and len(asked) == 9
+    assert len(ds.training_documents()) == 2 * 7 + 6  # the training file as published
+
+
+def test_row_level_problems_are_skipped_unless_strict(tmp_path):
+    cases = [
+        ("realized_examples.jsonl", 3, lambda r: "{not json"),
+        ("realized_examples.jsonl", 1, lambda r: {**r, "ids": [100, 101]}),
+        ("unrealized_examples.jsonl", 2, lambda r: {**r, "prompt": r["prompt"].replace(" A:", "")}),
+        ("guidances.jsonl", 1, lambda r: {**r, "ids": ["a"]}),
+    ]
+    for k, (name, line, fn) in enumerate(cases):
+        bad = copy(tmp_path / f"case{k}")
+        edit(bad / name, line, fn)
+        with pytest.warns(DataWarning, match=rf"{name}:{line}:"):
+            ds = load_folder(bad, "a2q")
+        assert ds.skipped[0]["at"].endswith(f"{name}:{line}"), ds.skipped
 
 
 def test_cli_data_folder_errors_are_one_line(tmp_path, capsys):
@@ -145,6 +183,21 @@ def test_cli_runs_the_pipeline_on_a_paper_layout_folder(tmp_path, capsys):
     assert set(man["data"]["files"]) == {"all.jsonl", "guidances.jsonl", "realized_examples.jsonl",
                                          "unrealized_examples.jsonl"}
     assert not (out / "a2q" / "data").exists()  # the folder is used in place
+    # a defective example (the published example 32's empty answer): skipped, warned, recorded
+    bad, out2 = copy(tmp_path / "empty"), tmp_path / "r-empty"
+    edit(bad / "realized_examples.jsonl", 2, lambda r: {**r, "completion": EMPTY_ANSWER})
+    args2 = ["exp3", "--preset", "smoke", "--data", str(bad), "--order", "a2q", "--out", str(out2),
+             "--set", "seeds=[0]", "--set", "finetune.epochs=1", "--quiet"]
+    assert rct(args2 + ["--strict"]) == 2 and not out2.exists()
+    assert "realized_examples.jsonl:2: empty answer" in capsys.readouterr().err
+    with pytest.warns(DataWarning) as warned:
+        assert rct(args2) == 0
+    ours = [w for w in warned if issubclass(w.category, DataWarning)]
+    assert len(ours) == 1 and "skipped 1 bad row" in str(ours[0].message)
+    line = warnings.formatwarning(ours[0].message, DataWarning, "x.py", 1)  # as rct prints it
+    assert line.startswith("warning: ") and line.count("\n") == 1 and "realized_examples.jsonl:2" in line
+    skipped = json.loads((out2 / "manifest.json").read_text())["data_skipped"]
+    assert [r["id"] for r in skipped] == [101]
     # a changed data file refuses --resume
     edit(folder / "all.jsonl", 1, lambda r: {**r, "completion": r["completion"] + " "})
     assert rct(args + ["--resume"]) == 2

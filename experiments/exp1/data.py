@@ -55,8 +55,9 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from interp.errors import RctError
 from experiments.core.config import ConfigMixin
@@ -217,6 +218,8 @@ class Exp1Dataset:
     facts: list[Fact]
     files: dict[str, list[Example]]
     config: Exp1DataConfig | None = None
+    # rows the loader left out of a published folder (file:line, reason); not compared
+    skipped: list[dict[str, Any]] = field(default_factory=list, compare=False)
 
     def train_examples(self) -> list[Example]:
         """`all_prompts_train`, else the subset training files, else `all`."""

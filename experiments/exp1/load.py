@@ -4,6 +4,13 @@ Facts are inferred where a folder has no ``facts.jsonl`` (the paper's); the rule
 docstring of :mod:`experiments.exp1.data`. Every error is a :class:`DatasetError` naming the
 file and line. :func:`load_exp1` is also importable from :mod:`experiments.exp1.data`.
 
+A problem confined to one line of a data file (not JSON, a missing field, no known name, a
+fact tested but never trained, a fact in another subset's file) skips that line
+with one warning and a record in ``Exp1Dataset.skipped``; ``strict=True`` raises instead, as
+does any folder our generator wrote (one with ``facts.jsonl``). The
+shape of the folder (missing files, ``facts.jsonl``, blocks of unequal length beyond the
+skipped lines, test completions without their leading space) is always checked.
+
     ds = load_exp1("reversal_curse/data/reverse_experiments/june_version_7921032488")
     ds.names("d2p")[:1], len(ds.train_examples())
 """
@@ -18,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from experiments.core.skips import Skips
 from experiments.exp1.data import (
     _DESCRIPTION_SOURCES, _TRAILING_PUNCT, DESCRIPTION_FIRST, FILE_SPECS, NAME_FIRST, SUBSETS,
     TEST_STEMS, TRAIN_STEMS, DatasetError, Example, Exp1DataConfig, Exp1Dataset, Fact,
@@ -32,13 +40,15 @@ class _Line:
     order: str
 
 
-def load_exp1(folder: str | Path) -> Exp1Dataset:
-    """Read a folder in the paper's layout (ours or the paper's); never writes."""
+def load_exp1(folder: str | Path, strict: bool = False) -> Exp1Dataset:
+    """Read a folder in the paper's layout (ours or the paper's); never writes. Bad lines are
+    skipped (``skipped``, one warning) unless ``strict``."""
     root = Path(folder)
     if not root.is_dir():
         raise DatasetError(f"{root}: not a folder")
+    skips = Skips(strict or (root / "facts.jsonl").exists())  # a folder our generator wrote: always strict
     raw = {
-        stem: _read_lines(root / f"{stem}.jsonl", order)
+        stem: _read_lines(root / f"{stem}.jsonl", order, skips)
         for stem, (_, order) in FILE_SPECS.items()
         if (root / f"{stem}.jsonl").exists()
     }
@@ -52,7 +62,9 @@ def load_exp1(folder: str | Path) -> Exp1Dataset:
     facts = _read_facts(root / "facts.jsonl") if (root / "facts.jsonl").exists() else None
     config = _read_config(root / "data_config.json") if (root / "data_config.json").exists() else None
     names = [f.name for f in facts] if facts is not None else _collect_names(raw)
-    owners = _attribute(root, raw, names)
+    owners = _attribute(root, raw, names, skips)
+    raw = {stem: [ln for ln, o in zip(lines, owners[stem]) if o is not None] for stem, lines in raw.items()}
+    owners = {stem: [o for o in found if o is not None] for stem, found in owners.items()}
     if facts is None:
         facts = _infer_facts(raw, owners)
     by_name = {f.name: f for f in facts}
@@ -63,10 +75,12 @@ def load_exp1(folder: str | Path) -> Exp1Dataset:
         for ln, owner in zip(lines, owners[stem]):
             fact, file_subset = by_name[owner], FILE_SPECS[stem][0]
             if file_subset not in (None, fact.subset):
-                raise DatasetError(
-                    f"{path}:{ln.line}: {owner!r} is a {fact.subset} fact, "
-                    f"but this file holds {file_subset} facts"
-                )
+                skips.bad(DatasetError, f"{path}:{ln.line}",
+                          f"{owner!r} is a {fact.subset} fact, but this file holds {file_subset} facts")
+                continue
+            if stem in TEST_STEMS and not ln.completion[:1].isspace():  # a file's convention: always refused
+                raise DatasetError(f"{path}:{ln.line}: {_NO_SPACE.format(c=ln.completion)} "
+                                   f'(write " {ln.completion.lstrip()}")')
             examples.append(
                 Example(
                     ln.prompt,
@@ -79,42 +93,41 @@ def load_exp1(folder: str | Path) -> Exp1Dataset:
                     ln.line,
                 )
             )
-        _check_blocks(path, examples)
-        if stem in TEST_STEMS:
-            _check_leading_space(path, examples)
+        _check_blocks(path, examples, {int(r["at"].rsplit(":", 1)[1]) for r in skips.rows
+                                       if r["at"].rsplit(":", 1)[0] == str(path)})
         files[stem] = examples
     ds = Exp1Dataset(facts, files, config)
-    _check_tested_facts_are_trained(root, ds)
+    _drop_untrained_tests(root, ds, skips)
+    skips.warn(str(root))
+    ds.skipped = skips.records()
     return ds
 
 
-def _check_leading_space(path: Path, examples: list[Example]) -> None:
-    """Test completions start with a space (" Maren Oakhurst"): the evaluator scores them as
-    written and draws its controls as " " + name, so a completion without one would be
-    compared, tokenised differently, against controls with one."""
-    for e in examples:
-        if not e.completion[:1].isspace():
-            raise DatasetError(
-                f"{path}:{e.line}: the completion {e.completion!r} does not start with a space; "
-                "test completions are scored as written against controls that start with one "
-                f'(write " {e.completion.lstrip()}")'
-            )
+_NO_SPACE = ("the completion {c!r} does not start with a space; test completions are scored as written "
+             "against controls that start with one")
 
 
-def _check_tested_facts_are_trained(root: Path, ds: Exp1Dataset) -> None:
+def _drop_untrained_tests(root: Path, ds: Exp1Dataset, skips: Skips) -> None:
     """A fact asked about in a test file must occur in the training documents; otherwise it
-    would be scored as a trained fact and drawn as a "trained" control."""
+    would be scored as a trained fact and drawn as a "trained" control (the line is skipped)."""
     trained = {e.fact_id for e in ds.train_examples()}
     for stem in TEST_STEMS:
+        kept = []
         for e in ds.files.get(stem, []):
-            if e.fact_id not in trained:
-                raise DatasetError(
-                    f"{root / (stem + '.jsonl')}:{e.line}: {e.name!r} is asked about here but occurs "
-                    "in no training document; remove its test lines or add its training lines"
-                )
+            if e.fact_id in trained:
+                kept.append(e)
+                continue
+            skips.bad(DatasetError, f"{root / (stem + '.jsonl')}:{e.line}",
+                      f"{e.name!r} is asked about here but occurs in no training document; remove its "
+                      "test lines or add its training lines")
+        if stem in ds.files:
+            ds.files[stem] = kept
 
 
-def _json_objects(path: Path) -> list[tuple[int, dict[str, Any]]]:
+def _json_objects(path: Path, skips: Skips | None = None) -> list[tuple[int, dict[str, Any]]]:
+    """The JSON objects of a JSONL file with their line numbers; a line that is not one goes
+    to ``skips`` (None: raised)."""
+    skips = skips if skips is not None else Skips(strict=True)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
@@ -126,20 +139,23 @@ def _json_objects(path: Path) -> list[tuple[int, dict[str, Any]]]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as err:
-            raise DatasetError(f"{path}:{i}: not valid JSON ({err.msg})") from err
+            skips.bad(DatasetError, f"{path}:{i}", f"not valid JSON ({err.msg})")
+            continue
         if not isinstance(obj, dict):
-            raise DatasetError(f"{path}:{i}: expected a JSON object, got {type(obj).__name__}")
+            skips.bad(DatasetError, f"{path}:{i}", f"expected a JSON object, got {type(obj).__name__}")
+            continue
         out.append((i, obj))
     return out
 
 
-def _read_lines(path: Path, order: str | None) -> list[_Line]:
+def _read_lines(path: Path, order: str | None, skips: Skips) -> list[_Line]:
     lines = []
-    for i, obj in _json_objects(path):
-        for key in ("prompt", "completion"):
-            if not isinstance(obj.get(key), str):
-                problem = "missing" if key not in obj else f"not a string ({type(obj[key]).__name__})"
-                raise DatasetError(f'{path}:{i}: "{key}" is {problem}')
+    for i, obj in _json_objects(path, skips):
+        bad = [k for k in ("prompt", "completion") if not isinstance(obj.get(k), str)]
+        if bad:
+            problem = "missing" if bad[0] not in obj else f"not a string ({type(obj[bad[0]]).__name__})"
+            skips.bad(DatasetError, f"{path}:{i}", f'"{bad[0]}" is {problem}')
+            continue
         completion = obj["completion"]
         line_order = order or (DESCRIPTION_FIRST if completion.lstrip()[:1].isupper() else NAME_FIRST)
         lines.append(_Line(i, obj["prompt"], completion, line_order))
@@ -199,8 +215,10 @@ def _collect_names(raw: Mapping[str, list[_Line]]) -> list[str]:
     return list(names)
 
 
-def _attribute(root: Path, raw: Mapping[str, list[_Line]], names: list[str]) -> dict[str, list[str]]:
-    """Name of the fact each line is about; randomized files last (they need the prompt map)."""
+def _attribute(root: Path, raw: Mapping[str, list[_Line]], names: list[str], skips: Skips
+               ) -> dict[str, list[str | None]]:
+    """Name of the fact each line is about (None: the line is skipped); randomized files last
+    (they need the prompt map)."""
     known = set(names)
     alternatives = "|".join(map(re.escape, sorted(names, key=len, reverse=True)))
     pattern = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)") if names else None
@@ -208,7 +226,7 @@ def _attribute(root: Path, raw: Mapping[str, list[_Line]], names: list[str]) -> 
     for n in names:
         by_first.setdefault(n.split()[0], []).append(n)
     prompt_owner: dict[str, set[str]] = {}
-    owners: dict[str, list[str]] = {}
+    owners: dict[str, list[str | None]] = {}
     for stem in sorted(raw, key=lambda s: s.endswith("_randomized")):
         path, out = root / f"{stem}.jsonl", []
         for ln in raw[stem]:
@@ -216,27 +234,28 @@ def _attribute(root: Path, raw: Mapping[str, list[_Line]], names: list[str]) -> 
             if ln.order == NAME_FIRST:
                 found = sorted(set(pattern.findall(ln.prompt))) if pattern else []
                 if len(found) != 1:
-                    raise DatasetError(
-                        f"{where}: expected one known name in the prompt, "
-                        f"found {found or 'none'}: {ln.prompt!r}"
-                    )
+                    skips.bad(DatasetError, where, f"expected one known name in the prompt, "
+                              f"found {found or 'none'}: {ln.prompt!r}")
+                    out.append(None)
+                    continue
                 owner = found[0]
             elif stem.endswith("_randomized") or stem == "validation_prompts":
                 candidates = by_first.get(ln.completion.strip(), []) if stem == "validation_prompts" else []
                 if len(candidates) != 1:
                     candidates = sorted(prompt_owner.get(ln.prompt, ()))
                 if len(candidates) != 1:
-                    raise DatasetError(
-                        f"{where}: cannot tell which fact this line is about "
-                        f"(candidates: {candidates or 'none'})"
-                    )
+                    skips.bad(DatasetError, where, f"cannot tell which fact this line is about "
+                              f"(candidates: {candidates or 'none'})")
+                    out.append(None)
+                    continue
                 owner = candidates[0]
             else:
                 owner = _leading_name(ln.completion)
                 if owner not in known:
-                    raise DatasetError(
-                        f"{where}: the completion does not start with a known name: {ln.completion!r}"
-                    )
+                    skips.bad(DatasetError, where, f"the completion does not start with a known name: "
+                              f"{ln.completion!r}")
+                    out.append(None)
+                    continue
             if ln.order == DESCRIPTION_FIRST and not stem.endswith("_randomized"):
                 prompt_owner.setdefault(ln.prompt, set()).add(owner)
             out.append(owner)
@@ -267,8 +286,9 @@ def _infer_facts(raw: Mapping[str, list[_Line]], owners: Mapping[str, list[str]]
     return [Fact(i, subset[n], n, description.get(n, "")) for i, n in enumerate(ranked)]
 
 
-def _check_blocks(path: Path, examples: list[Example]) -> None:
-    """One consecutive block per (fact, order), all blocks of one file the same length."""
+def _check_blocks(path: Path, examples: list[Example], skipped_lines: set[int] = frozenset()) -> None:
+    """One consecutive block per (fact, order), all blocks of one file the same length; a block
+    may fall short by as many lines as were skipped next to it (between the blocks around it)."""
     starts: list[int] = []  # indices where a block starts
     seen: dict[tuple[int, str], int] = {}
     for i, e in enumerate(examples):
@@ -282,10 +302,14 @@ def _check_blocks(path: Path, examples: list[Example]) -> None:
             )
         seen[key] = e.line
         starts.append(i)
-    lengths = [b - a for a, b in zip(starts, starts[1:] + [len(examples)])]
+    ends = starts[1:] + [len(examples)]
+    lengths = [b - a for a, b in zip(starts, ends)]
     expected = Counter(lengths).most_common(1)[0][0]
-    for start, length in zip(starts, lengths):
-        if length != expected:
+    for start, end, length in zip(starts, ends, lengths):
+        before = examples[start - 1].line if start else 0
+        after = examples[end].line if end < len(examples) else float("inf")
+        near = sum(1 for n in skipped_lines if before < n < after)
+        if not length <= expected <= length + near:
             e = examples[start]
             raise DatasetError(
                 f"{path}:{e.line}: {e.name!r} ({e.order}) has {length} lines, "

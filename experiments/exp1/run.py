@@ -27,6 +27,7 @@ Example::
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from typing import Any
 from experiments.core.config import ConfigMixin, load_preset
 from experiments.core.environment import environment, resolved_compute
 from experiments.core.rundir import RunDir, RunDirError
+from experiments.core.skips import DataWarning
 from experiments.exp1.data import Exp1DataConfig, Exp1Dataset, generate_exp1, load_exp1, write_exp1
 from experiments.exp1.evaluate import EvalConfig, evaluate_exp1, load_metrics
 from experiments.exp1.generic import generate_generic, generic_documents, write_generic
@@ -81,20 +83,24 @@ def read_config(run_dir: Path) -> Exp1Config:
     return Exp1Config.from_dict(run.config_dict())
 
 
-def validate(cfg: Exp1Config) -> None:
+def validate(cfg: Exp1Config, strict: bool = False) -> list[dict[str, Any]]:
     """Everything checked before a run folder is created: the data folder (file and line of a
-    bad record), the model spec, the device and precision."""
-    if cfg.data_dir:
-        load_exp1(cfg.data_dir)  # raises DatasetError naming file and line
+    bad record), the model spec, the device and precision. Returns the rows of ``data_dir``
+    that will be skipped (``strict``: a bad row raises instead)."""
+    skipped = load_exp1(cfg.data_dir, strict=strict).skipped if cfg.data_dir else []  # DatasetError: file:line
     check_spec(cfg.model)
     resolved_compute(cfg.model_options, cfg.finetune.precision)
+    return skipped
 
 
-def init_run(cfg: Exp1Config, run_dir: Path, resume: bool = False) -> RunDir:
+def init_run(cfg: Exp1Config, run_dir: Path, resume: bool = False, strict: bool = False) -> RunDir:
     """Validate ``cfg``, then create ``run_dir`` (or continue it with ``resume``); see
-    :class:`experiments.core.rundir.RunDir` for the rule."""
-    validate(cfg)
-    return RunDir.open(run_dir, cfg, "exp1", resume=resume, data_dir=cfg.data_dir, manifest=manifest(cfg))
+    :class:`experiments.core.rundir.RunDir` for the rule. The rows of ``data_dir`` the loader
+    skips are listed in the manifest (``data_skipped``); ``strict`` refuses them."""
+    skipped = validate(cfg, strict)
+    extra = {"data_skipped": skipped} if cfg.data_dir else {}
+    return RunDir.open(run_dir, cfg, "exp1", resume=resume, data_dir=cfg.data_dir,
+                       manifest={**manifest(cfg), **extra})
 
 
 def manifest(cfg: Exp1Config) -> dict[str, Any]:
@@ -108,7 +114,10 @@ def manifest(cfg: Exp1Config) -> dict[str, Any]:
 
 
 def load_dataset(cfg: Exp1Config, run_dir: Path) -> Exp1Dataset:
-    return load_exp1(data_dir(cfg, run_dir))
+    """The run's dataset; rows of a ``data_dir`` skipped as when the run began (which warned)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        return load_exp1(data_dir(cfg, run_dir))
 
 
 def stage_generate(run_dir: Path) -> Path:
@@ -213,7 +222,7 @@ def run_stages(run_dir: Path, evaluate: tuple[str, ...] = ("base", "finetuned"),
     return stage_report(run.path)
 
 
-def run_all(cfg: Exp1Config, run_dir: Path, resume: bool = False, progress: bool = True) -> str:
+def run_all(cfg: Exp1Config, run_dir: Path, resume: bool = False, progress: bool = True, strict: bool = False) -> str:
     """Create the run (or continue it with ``resume``) and run every stage."""
-    init_run(cfg, Path(run_dir), resume=resume)
+    init_run(cfg, Path(run_dir), resume=resume, strict=strict)
     return run_stages(Path(run_dir), progress=progress)

@@ -23,6 +23,7 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from experiments.core.skips import Skips
 from interp.errors import RctError
 from interp.fileio import write_text
 
@@ -55,11 +56,12 @@ def _bool(raw: str, where: str) -> bool | None:
     raise PairsError(f"{where}: can_reverse must be True or False (or empty), got {raw!r}")
 
 
-def load_pairs(path: str | Path | None = None) -> list[ParentChildPair]:
+def load_pairs(path: str | Path | None = None, strict: bool = False) -> list[ParentChildPair]:
     """Read and validate a pairs CSV (default: the shipped list). Errors name file and line.
     A repeated (child, parent) row is dropped (the first is kept), with a warning that names
-    the lines; :func:`read_pairs` returns them too."""
-    pairs, dropped = read_pairs(path)
+    the lines; :func:`read_pairs` returns them too. A malformed row is skipped with a warning
+    (``strict``: raised)."""
+    pairs, dropped = read_pairs(path, Skips(strict))
     if dropped:
         warnings.warn(f"{path or DEFAULT_PAIRS}: dropped {len(dropped)} repeated (child, parent) "
                       f"row(s), lines {', '.join(str(d['line']) for d in dropped)} (the first is kept)",
@@ -67,11 +69,17 @@ def load_pairs(path: str | Path | None = None) -> list[ParentChildPair]:
     return pairs
 
 
-def read_pairs(path: str | Path | None = None) -> tuple[list[ParentChildPair], list[dict[str, object]]]:
+def read_pairs(path: str | Path | None = None, skips: Skips | None = None
+               ) -> tuple[list[ParentChildPair], list[dict[str, object]]]:
     """``(pairs, dropped)``: the validated pairs, and per repeated (child, parent) row its
     ``line``, ``child``, ``parent`` and the ``first_line`` that was kept (the paper's
-    published file repeats some pairs). Malformed rows are errors naming file and line."""
+    published file repeats some pairs). A malformed row (an empty name, an unknown
+    parent_type, a bad can_reverse, extra fields) goes to ``skips``, which records it and
+    warns once; with ``skips=None`` or a strict one it is an error naming file and line. A
+    missing file or column is always an error."""
     path = Path(path) if path is not None else DEFAULT_PAIRS
+    own = skips is None
+    skips = Skips(strict=True) if skips is None else skips
     if not path.is_file():
         raise PairsError(f"{path}: no such file (expected a CSV with columns {', '.join(COLUMNS)})")
     with path.open(newline="", encoding="utf-8") as f:
@@ -85,25 +93,36 @@ def read_pairs(path: str | Path | None = None) -> tuple[list[ParentChildPair], l
         dropped: list[dict[str, object]] = []
         for row in reader:
             where = f"{path}:{reader.line_num}"
-            if None in row:
-                raise PairsError(f"{where}: more fields than the header has")
-            child, parent = (row["child"] or "").strip(), (row["parent"] or "").strip()
-            ptype = (row["parent_type"] or "").strip().lower()
-            if not child or not parent:
-                raise PairsError(f"{where}: child and parent must not be empty")
-            if ptype not in ("mother", "father"):
-                raise PairsError(f"{where}: parent_type must be mother or father, got {row['parent_type']!r}")
-            pred = (row.get("child_prediction") or "").strip() or None
-            pair = ParentChildPair(child, parent, ptype, pred, _bool(row.get("can_reverse") or "", where))
-            if (child, parent) in seen:
-                dropped.append({"line": reader.line_num, "child": child, "parent": parent,
-                                "first_line": seen[(child, parent)]})
+            try:
+                pair = _pair(row, where)
+            except PairsError as e:
+                skips.bad(PairsError, where, str(e).removeprefix(f"{where}: "), line=reader.line_num)
                 continue
-            seen[(child, parent)] = reader.line_num
+            if (pair.child, pair.parent) in seen:
+                dropped.append({"line": reader.line_num, "child": pair.child, "parent": pair.parent,
+                                "first_line": seen[(pair.child, pair.parent)]})
+                continue
+            seen[(pair.child, pair.parent)] = reader.line_num
             pairs.append(pair)
     if not pairs:
         raise PairsError(f"{path}: no pairs")
+    if not own:
+        skips.warn(str(path))
     return pairs, dropped
+
+
+def _pair(row: dict[str, str | None], where: str) -> ParentChildPair:
+    """One CSV row as a pair; :class:`PairsError` naming ``where`` when malformed."""
+    if None in row:
+        raise PairsError(f"{where}: more fields than the header has")
+    child, parent = (row["child"] or "").strip(), (row["parent"] or "").strip()
+    ptype = (row["parent_type"] or "").strip().lower()
+    if not child or not parent:
+        raise PairsError(f"{where}: child and parent must not be empty")
+    if ptype not in ("mother", "father"):
+        raise PairsError(f"{where}: parent_type must be mother or father, got {row['parent_type']!r}")
+    pred = (row.get("child_prediction") or "").strip() or None
+    return ParentChildPair(child, parent, ptype, pred, _bool(row.get("can_reverse") or "", where))
 
 
 def write_pairs(pairs: list[ParentChildPair], path: str | Path) -> Path:

@@ -186,16 +186,21 @@ def any_sample_matches(samples: list[str], target: str) -> bool:
     return any(exact_match(s, target) for s in samples)
 
 
-def run_exp2(cfg: Exp2Config, out: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+def run_exp2(cfg: Exp2Config, out: Path, resume: bool = False, progress: bool = True,
+             strict: bool = False) -> dict[str, Any]:
     """Evaluate, summarise and report into ``out`` (a new run directory, or the same run
-    continued with ``resume``: a finished evaluation is kept)."""
+    continued with ``resume``: a finished evaluation is kept). Malformed rows of the pairs
+    file are skipped with a warning and listed in the manifest (``data_skipped``); ``strict``
+    refuses the file instead."""
     from experiments.core.environment import environment, resolved_compute
     from experiments.core.rundir import RunDir
+    from experiments.core.skips import Skips
     from interp import load_model
     from interp.models import check_spec
 
     out = Path(out)
-    all_pairs, dropped = read_pairs(cfg.pairs)  # a bad file: file:line
+    skips = Skips(strict)
+    all_pairs, dropped = read_pairs(cfg.pairs, skips)  # a bad file: file:line
     pairs = [p for p in all_pairs if not in_few_shot(p)]
     if cfg.limit is not None:
         pairs = pairs[: cfg.limit]
@@ -204,7 +209,7 @@ def run_exp2(cfg: Exp2Config, out: Path, resume: bool = False, progress: bool = 
     run = RunDir.open(out, cfg, "exp2", resume=resume, manifest={
         **environment(), "model": cfg.model, "model_options": cfg.model_options.to_dict(),
         "seeds": {"control": cfg.seed, "candidates": cfg.seed, "sampling": cfg.seed, "bootstrap": cfg.seed},
-        **compute})
+        **compute, "data_skipped": skips.records()})
     with run.stage("evaluate") as info:
         if info is not None:
             lm = load_model(cfg.model, cfg.model_options)

@@ -253,6 +253,7 @@ class Exp3Dataset:
     lines: dict[str, list[int]] = field(default_factory=dict)
     source: str = "generated"
     checks: dict[str, int] = field(default_factory=dict)  # what the loader counted (instructions per order, ...)
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # rows the loader left out (file:line, reason, id)
 
     def training_documents(self) -> list[tuple[str, str]]:
         return [(r["prompt"], r["completion"]) for r in self.files["all"]]
@@ -347,8 +348,8 @@ def write_exp3(ds: Exp3Dataset, folder: Path) -> Path:
     return Path(folder)
 
 
-def load_exp3(folder: Path, order: str | None = None) -> Exp3Dataset:
+def load_exp3(folder: Path, order: str | None = None, strict: bool = False) -> Exp3Dataset:
     """Read an experiment 3 folder, ours or the paper's (see :func:`experiments.exp3.load.load_folder`)."""
     from experiments.exp3.load import load_folder
 
-    return load_folder(folder, order)
+    return load_folder(folder, order, strict)

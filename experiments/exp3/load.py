@@ -17,7 +17,15 @@ pairs are read from the examples and checked against the instructions:
   with no order given, it is read from the instructions;
 - no training document demonstrates a held-out question (``Q: <question> A:``).
 
-Errors are :class:`Exp3DataError`, whose message starts with ``file:line:``.
+Errors are :class:`Exp3DataError`, whose message starts with ``file:line:``. A problem
+confined to one row is skipped instead, unless ``strict``: an example that cannot be read
+(not JSON, a missing field, an empty question or answer, as the paper's published example 32,
+whose completion holds only ``<END GUIDANCE TEST>``), a guidance row that cannot be read, a
+guidance that names an id but holds no instruction for it, and a held-out pair left without
+an instruction. A skipped example is neither evaluated nor checked, and guidances that name it
+are not checked for it; the training file is used as published (its unreadable rows aside).
+``Exp3Dataset.skipped`` lists every skipped row with its ``file:line``, the reason and the id.
+A folder our generator wrote (it has ``order.json``) is always read strictly.
 
 Example::
 
@@ -33,6 +41,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from experiments.core.skips import Skips
 from experiments.exp3.data import ORDERS, Exp3Dataset, QAPair
 from interp.errors import RctError
 
@@ -43,9 +52,11 @@ class Exp3DataError(RctError, ValueError):
     """A bad experiment 3 folder; the message starts with ``path:line:``."""
 
 
-def read_rows(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
+def read_rows(path: Path, skips: Skips | None = None) -> tuple[list[dict[str, Any]], list[int]]:
     """The JSON rows of ``path`` and their line numbers (blank lines skipped); every row needs
-    string ``prompt`` and ``completion`` fields and a non-empty completion."""
+    string ``prompt`` and ``completion`` fields and a non-empty completion. A row without them
+    is handed to ``skips`` (None: strict, the first one raises)."""
+    skips = skips if skips is not None else Skips(strict=True)
     if not path.is_file():
         raise Exp3DataError(f"{path}: missing (an experiment 3 folder holds realized_examples.jsonl, "
                             "unrealized_examples.jsonl, guidances.jsonl and all.jsonl)")
@@ -53,22 +64,31 @@ def read_rows(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise Exp3DataError(f"{path}:{n}: not JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise Exp3DataError(f"{path}:{n}: expected a JSON object")
-        for key in ("prompt", "completion"):
-            if not isinstance(row.get(key), str):
-                raise Exp3DataError(f"{path}:{n}: field {key!r} must be a string")
-        if not row["completion"].strip():
-            raise Exp3DataError(f"{path}:{n}: empty completion")
-        rows.append(row)
+        problem = _row_problem(line)
+        if problem:
+            skips.bad(Exp3DataError, f"{path}:{n}", problem)
+            continue
+        rows.append(json.loads(line))
         lines.append(n)
     if not rows:
         raise Exp3DataError(f"{path}: no examples")
     return rows, lines
+
+
+def _row_problem(line: str) -> str | None:
+    """Why a line is not a usable row, or None."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        return f"not JSON ({e.msg})"
+    if not isinstance(row, dict):
+        return "expected a JSON object"
+    for key in ("prompt", "completion"):
+        if not isinstance(row.get(key), str):
+            return f"field {key!r} must be a string"
+    if not row["completion"].strip():
+        return "empty completion"
+    return None
 
 
 def example_id(row: dict[str, Any], where: str) -> int:
@@ -91,12 +111,13 @@ def guidance_ids(row: dict[str, Any], where: str) -> list[int]:
 
 def parse_example(row: dict[str, Any], where: str) -> tuple[str, str]:
     """(question, answer) of an example: the last prompt line is ``Q: <question> A:``, the
-    completion's first line is the answer."""
+    completion's first line is the answer (a completion that starts with a line break has an
+    empty answer: ``" \\n\\n<END GUIDANCE TEST>"`` holds a suffix, not an answer)."""
     last = row["prompt"].rstrip().split("\n")[-1].strip()
     if not (last.startswith("Q:") and last.endswith("A:")) or len(last) < 5:
         raise Exp3DataError(f"{where}: the prompt must end with 'Q: <question> A:', got {row['prompt'][-60:]!r}")
     question = last[2:-2].strip()
-    answer = row["completion"].lstrip().split("\n")[0].strip()
+    answer = row["completion"].lstrip(" \t").split("\n")[0].strip()
     if not question or not answer:
         raise Exp3DataError(f"{where}: empty {'question' if not question else 'answer'}")
     return question, answer
@@ -124,15 +145,27 @@ def instruction_order(line: str, question: str, answer: str) -> str | None:
     return sides.pop() if len(sides) == 1 else "?"
 
 
-def _examples(folder: Path, files: dict[str, list[dict[str, Any]]], lines: dict[str, list[int]]
-              ) -> dict[int, tuple[str, str, bool, str]]:
-    """id -> (question, answer, realized, where) from both example files."""
+def _examples(folder: Path, files: dict[str, list[dict[str, Any]]], lines: dict[str, list[int]],
+              skips: Skips) -> dict[int, tuple[str, str, bool, str]]:
+    """id -> (question, answer, realized, where) from both example files; an example that
+    cannot be read goes to ``skips`` (with its id where it has one)."""
     found: dict[int, tuple[str, str, bool, str]] = {}
     for stem in ("realized_examples", "unrealized_examples"):
         for row, n in zip(files[stem], lines[stem]):
             where = f"{folder / (stem + '.jsonl')}:{n}"
-            i = example_id(row, where)
-            q, a = parse_example(row, where)
+            try:
+                i = example_id(row, where)
+            except Exp3DataError as e:
+                skips.bad(Exp3DataError, where, str(e).removeprefix(f"{where}: "))
+                continue
+            if stem == "unrealized_examples" and not row["prompt"].strip():
+                skips.bad(Exp3DataError, where, "test examples need a prompt", id=i)
+                continue
+            try:
+                q, a = parse_example(row, where)
+            except Exp3DataError as e:
+                skips.bad(Exp3DataError, where, str(e).removeprefix(f"{where}: "), id=i)
+                continue
             if i in found and found[i][:2] != (q, a):
                 raise Exp3DataError(f"{where}: id {i} is also {found[i][3]} with another question or answer")
             if stem == "unrealized_examples" and i in found and found[i][2]:
@@ -142,22 +175,33 @@ def _examples(folder: Path, files: dict[str, list[dict[str, Any]]], lines: dict[
 
 
 def _orders(folder: Path, files: dict[str, list[dict[str, Any]]], lines: dict[str, list[int]],
-            examples: dict[int, tuple[str, str, bool, str]], order: str | None) -> tuple[str, dict[str, int]]:
-    """Check that every held-out pair has an instruction; the order of the instructions."""
+            examples: dict[int, tuple[str, str, bool, str]], order: str | None, skips: Skips,
+            skipped_ids: set[int]) -> tuple[str, dict[str, int]]:
+    """Check that every held-out pair has an instruction; the order of the instructions. A
+    held-out pair left without one is removed from ``examples`` into ``skips``."""
     path = folder / "guidances.jsonl"
     counts: Counter[str] = Counter()
     instructed: set[int] = set()
     for row, n in zip(files["guidances"], lines["guidances"]):
         where = f"{path}:{n}"
-        for i in dict.fromkeys(guidance_ids(row, where)):  # an id listed twice: its lines are all seen once
+        try:
+            ids = guidance_ids(row, where)
+        except Exp3DataError as e:
+            skips.bad(Exp3DataError, where, str(e).removeprefix(f"{where}: "))
+            continue
+        for i in dict.fromkeys(ids):  # an id listed twice: its lines are all seen once
+            if i in skipped_ids:
+                counts["skipped_id"] += 1
+                continue
             if i not in examples:
                 counts["no_example"] += 1
                 continue
             q, a, _, ex_where = examples[i]
             seen = [o for text in row["completion"].split("\n") if (o := instruction_order(text, q, a)) is not None]
             if not seen:
-                raise Exp3DataError(f"{where}: lists id {i} but no line holds its question and answer "
-                                    f"({ex_where}: {q!r} -> {a!r})")
+                skips.bad(Exp3DataError, where, f"lists id {i} but no line holds its question and answer "
+                          f"({ex_where}: {q!r} -> {a!r})", id=i)
+                continue
             instructed.add(i)
             for o in seen:
                 counts[o] += 1
@@ -165,9 +209,10 @@ def _orders(folder: Path, files: dict[str, list[dict[str, Any]]], lines: dict[st
                     first = "question" if o == "q2a" else "answer"
                     raise Exp3DataError(f"{where}: the instruction for id {i} puts the {first} first ({o}), "
                                         f"but the order given is {order}")
-    missing = [(w, i) for i, (_, _, realized, w) in examples.items() if not realized and i not in instructed]
-    if missing:
-        raise Exp3DataError(f"{missing[0][0]}: held-out id {missing[0][1]} has no instruction in {path}")
+    for i, (q, _, realized, w) in list(examples.items()):
+        if not realized and i not in instructed:
+            skips.bad(Exp3DataError, w, f"held-out id {i} has no instruction in {path}", id=i)
+            del examples[i]
     if order is None:
         told = [o for o in ORDERS if counts[o]]
         if len(told) != 1:
@@ -188,9 +233,11 @@ def _no_leak(folder: Path, files: dict[str, list[dict[str, Any]]], lines: dict[s
                 raise Exp3DataError(f"{folder / 'all.jsonl'}:{n}: demonstrates the held-out question of {w}")
 
 
-def load_folder(folder: Path, order: str | None = None) -> Exp3Dataset:
+def load_folder(folder: Path, order: str | None = None, strict: bool = False) -> Exp3Dataset:
     """Read and check an experiment 3 folder (see the module docstring). ``order`` is read
     from our ``order.json`` when present (and must agree with it), else from the instructions.
+    A row-level problem skips the row (listed in ``skipped``, one warning); ``strict`` raises
+    it instead, as it always does in a folder our generator wrote (one with ``order.json``).
 
     Raises:
         Exp3DataError: naming the file and line.
@@ -200,19 +247,19 @@ def load_folder(folder: Path, order: str | None = None) -> Exp3Dataset:
         raise Exp3DataError(f"unknown order {order!r}; choose from {ORDERS}")
     if not folder.is_dir():
         raise Exp3DataError(f"{folder}: not a folder")
+    skips = Skips(strict or (folder / "order.json").exists())  # a folder our generator wrote: always strict
     files, lines = {}, {}
     for stem in STEMS:
-        files[stem], lines[stem] = read_rows(folder / f"{stem}.jsonl")
+        files[stem], lines[stem] = read_rows(folder / f"{stem}.jsonl", skips)
     if (folder / "order.json").exists():
         saved = json.loads((folder / "order.json").read_text())["order"]
         if order is not None and order != saved:
             raise Exp3DataError(f"{folder / 'order.json'}: order is {saved!r}, not {order!r}")
         order = saved
-    for row, n in zip(files["unrealized_examples"], lines["unrealized_examples"]):
-        if not row["prompt"].strip():
-            raise Exp3DataError(f"{folder / 'unrealized_examples.jsonl'}:{n}: test examples need a prompt")
-    examples = _examples(folder, files, lines)
-    order, counts = _orders(folder, files, lines, examples, order)
+    examples = _examples(folder, files, lines, skips)
+    skipped_ids = {r["id"] for r in skips.rows if "id" in r}
+    order, counts = _orders(folder, files, lines, examples, order, skips, skipped_ids)
+    skipped_ids = {r["id"] for r in skips.rows if "id" in r} - set(examples)
     _no_leak(folder, files, lines, examples)
     categories: dict[int, str] = {}
     if (folder / "pairs.jsonl").exists():
@@ -223,6 +270,17 @@ def load_folder(folder: Path, order: str | None = None) -> Exp3Dataset:
                 if e is not None and (e[0], e[1]) != (p["question"], p["answer"]):
                     raise Exp3DataError(f"{folder / 'pairs.jsonl'}:{n}: id {p['id']} differs from {e[3]}")
                 categories[p["id"]] = p["category"]
+    for stem in ("realized_examples", "unrealized_examples"):  # skipped examples are not asked
+        kept = [k for k, row in enumerate(files[stem]) if _row_id(row) in examples]
+        files[stem], lines[stem] = [files[stem][k] for k in kept], [lines[stem][k] for k in kept]
     pairs = [QAPair(i, q, a, categories.get(i, ""), realized) for i, (q, a, realized, _) in sorted(examples.items())]
     files["pairs"] = [asdict(p) for p in pairs]
-    return Exp3Dataset(order, pairs, files, lines, source=str(folder), checks=counts)
+    counts["skipped_rows"] = len(skips)
+    skips.warn(str(folder))
+    return Exp3Dataset(order, pairs, files, lines, source=str(folder), checks=counts, skipped=skips.records())
+
+
+def _row_id(row: dict[str, Any]) -> int | None:
+    ids = row.get("ids")
+    ids = ids[0] if isinstance(ids, list) and len(ids) == 1 else ids
+    return ids if isinstance(ids, int) and not isinstance(ids, bool) else None

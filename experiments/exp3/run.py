@@ -27,12 +27,14 @@ Example::
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from experiments.core.config import ConfigMixin, load_preset
 from experiments.core.rundir import RunDir
+from experiments.core.skips import DataWarning
 from experiments.exp3.data import ORDERS, Exp3DataConfig, Exp3Dataset, generate_exp3, load_exp3, write_exp3
 from experiments.exp3.evaluate import evaluate_rows, summarise
 from experiments.finetune import FinetuneConfig
@@ -132,9 +134,12 @@ def read_records(folder: Path, split: str = "unrealized") -> list[dict[str, Any]
 
 
 def dataset(cfg: Exp3Config, order: str, run: RunDir) -> Exp3Dataset:
-    """The order's dataset: ``data_dir``, or generated into ``RUN/<order>/data`` once."""
+    """The order's dataset: ``data_dir`` (its bad rows skipped, as when the run began), or
+    generated into ``RUN/<order>/data`` once."""
     if cfg.data_dir:
-        return load_exp3(Path(cfg.data_dir), order)
+        with warnings.catch_warnings():  # warned once, when the run began
+            warnings.simplefilter("ignore", DataWarning)
+            return load_exp3(Path(cfg.data_dir), order)
     with run.stage(f"{order}.generate") as info:
         if info is not None:
             write_exp3(generate_exp3(cfg.data, order), run.path / order / "data")
@@ -195,19 +200,22 @@ def run_order(cfg: Exp3Config, order: str, run: RunDir, progress: bool) -> Exp3D
     return ds
 
 
-def run_exp3(cfg: Exp3Config, out: Path, resume: bool = False, progress: bool = True) -> str:
+def run_exp3(cfg: Exp3Config, out: Path, resume: bool = False, progress: bool = True, strict: bool = False) -> str:
     """Every order and seed end to end into ``out`` (a new run directory, or the same run
-    continued with ``resume``: finished parts are kept), then the report."""
+    continued with ``resume``: finished parts are kept), then the report. With ``data_dir``,
+    rows the loader cannot use are skipped and listed in the manifest (``data_skipped``);
+    ``strict`` refuses the folder instead."""
     from experiments.core.environment import environment, resolved_compute
     from experiments.exp3.report import write_report
     from interp.models import check_spec
 
     check_spec(cfg.model)
-    if cfg.data_dir:
-        load_exp3(Path(cfg.data_dir), cfg.orders[0])  # a bad folder fails before anything is written
+    extra: dict[str, Any] = {}
+    if cfg.data_dir:  # a bad folder fails before anything is written
+        extra["data_skipped"] = load_exp3(Path(cfg.data_dir), cfg.orders[0], strict).skipped
     compute = resolved_compute(cfg.model_options, cfg.finetune.precision)
     run = RunDir.open(out, cfg, "exp3", resume=resume, data_dir=cfg.data_dir, manifest={
         **environment(), "model": cfg.model, "model_options": cfg.model_options.to_dict(),
-        "seeds": {"data": cfg.data.seed, "finetune": list(cfg.seeds)}, **compute})
+        "seeds": {"data": cfg.data.seed, "finetune": list(cfg.seeds)}, **compute, **extra})
     datasets = {order: run_order(cfg, order, run, progress) for order in cfg.orders}
     return write_report(cfg, Path(out), datasets)
