@@ -18,27 +18,31 @@ Example::
     cache["blocks.10.mlp.hook_post"].shape     # (batch, pos, d_mlp)
 
 Training runs on ``lm.hf``; ``lm.bridge`` wraps the same parameter tensors (it is built on
-first access) so analyses see the finetuned weights.
+first access) so analyses see the finetuned weights. :class:`LoadedModel` is defined in
+:mod:`interp.loaded` and :class:`ModelOptions` in :mod:`interp.options`; both are importable
+from here.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import importlib.util
 import json
 import os
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
+# ModelOptions, LoadedModel and cache_dir live in lower modules (interp.options, interp.loaded,
+# interp.cache) so that tiny, tokens and precision need not import this one; they, and the
+# other names below, stay importable from here.
+from interp.cache import cache_dir
 from interp.errors import ModelLoadError
 from interp.fileio import atomic_dir
+from interp.loaded import LoadedModel, _resolve_bos
+from interp.options import DTYPES, ModelOptions, Processing  # noqa: F401 - re-exported
+from interp.precision import Choice, choose_device, choose_eval_dtype  # noqa: F401 - re-exported
 from interp.tiny import TinyConfig, _load_tiny, byte_tokenizer  # noqa: F401 - byte_tokenizer kept importable here
-from interp.precision import Choice, choose_device, choose_eval_dtype
 
 EMBEDDED_MODELS: dict[str, dict[str, str]] = {
     "smollm2-135m": {
@@ -50,146 +54,6 @@ EMBEDDED_MODELS: dict[str, dict[str, str]] = {
         "bos": "<|endoftext|>",
     },
 }
-
-Processing = Literal["none", "fold_ln", "fold_ln_center"]
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def cache_dir() -> Path:
-    """Per-user cache folder (``$RCT_CACHE_DIR``, else ``~/.cache/reversal-curse-toolkit``)."""
-    root = os.environ.get("RCT_CACHE_DIR") or Path.home() / ".cache" / "reversal-curse-toolkit"
-    return Path(root)
-
-
-@dataclass(frozen=True)
-class ModelOptions:
-    """How to load a model. Recorded in every run directory's manifest.
-
-    Args:
-        dtype: parameter dtype, one of ``float32``, ``bfloat16``, ``float16``, or ``auto``:
-            bf16 where this device runs bf16 matmuls fast (measured on a CPU), else fp32;
-            see :mod:`interp.precision`.
-        device: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto`` (cuda, then mps, then cpu).
-        attn_implementation: ``eager`` (exact agreement with the bridge) or ``sdpa``.
-        processing: weight processing applied to the bridge: ``none``, ``fold_ln`` (fold
-            layer-norm scales into the following weights) or ``fold_ln_center`` (also centre
-            the writing weights and the unembedding, TransformerLens's default). Centring
-            shifts raw logits by a per-position constant; log-probs are unchanged.
-        bos: ``auto`` (the model's registered BOS, else the tokenizer's), ``none``, or a
-            token string to prepend to every sequence.
-    """
-
-    dtype: str = "float32"
-    device: str = "cpu"
-    attn_implementation: str = "eager"
-    processing: str = "none"  # one of Processing
-    bos: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.dtype not in DTYPES and self.dtype != "auto":
-            raise ValueError(f"dtype: expected auto or one of {sorted(DTYPES)}, got {self.dtype!r}")
-        if not (self.device in ("cpu", "auto", "mps") or self.device.startswith("cuda")):
-            raise ValueError(f"device: expected cpu, cuda[:N], mps or auto, got {self.device!r}")
-        if self.attn_implementation not in ("eager", "sdpa"):
-            raise ValueError(
-                f"attn_implementation: expected eager or sdpa, got {self.attn_implementation!r}"
-            )
-        if self.processing not in ("none", "fold_ln", "fold_ln_center"):
-            raise ValueError(
-                f"processing: expected none, fold_ln or fold_ln_center, got {self.processing!r}"
-            )
-
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        """The parameter dtype, with ``auto`` resolved for this device."""
-        return DTYPES[self.resolved_dtype().value]
-
-    def resolved_dtype(self) -> Choice:
-        """The dtype and why (``auto`` decided by :func:`interp.precision.choose_eval_dtype`)."""
-        return choose_eval_dtype(self.dtype, self.resolved_device())
-
-    def resolved_device(self) -> str:
-        """``auto`` -> cuda, mps or cpu; an absent device raises :class:`ModelLoadError`."""
-        try:
-            return choose_device(self.device).value
-        except ValueError as e:
-            raise ModelLoadError(str(e)) from None
-
-    def for_training(self) -> ModelOptions:
-        """These options with fp32 master weights where the dtype was ``auto`` (training
-        autocasts to its own precision, see :mod:`experiments.finetune`)."""
-        return dataclasses.replace(self, dtype="float32") if self.dtype == "auto" else self
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelOptions:
-        return cls(**d)
-
-
-@dataclass
-class LoadedModel:
-    """A loaded model: the HF module, its tokenizer, and (on first access) the bridge.
-
-    ``bos_token_id`` is the one BOS decision for this model: every tokenisation in the
-    toolkit goes through :mod:`interp.tokens`, which prepends it (when not None).
-    """
-
-    name: str
-    source: str  # "embedded" | "hf" | "local" | "tiny"
-    hf: torch.nn.Module
-    tokenizer: Any
-    options: ModelOptions
-    bos_token_id: int | None
-    info: dict[str, Any] = field(default_factory=dict)
-
-    @cached_property
-    def bridge(self) -> Any:
-        """TransformerLens ``TransformerBridge`` over ``self.hf``'s weights (shared tensors
-        when ``processing="none"``, so a finetuned ``hf`` is what the bridge sees)."""
-        from transformer_lens.model_bridge import TransformerBridge
-
-        p = self.options.processing
-        # The bridge rebuilds the module tree it is given, so it gets a structural copy and
-        # self.hf stays a plain HF model (trainable, savable). Without processing the copy
-        # shares every parameter tensor with self.hf; processed weights are a separate copy.
-        memo = {id(t): t for t in self.hf.parameters()} if p == "none" else {}
-        bridge = TransformerBridge.boot_transformers(
-            self.info.get("path", self.name),
-            hf_model=copy.deepcopy(self.hf, memo),
-            tokenizer=self.tokenizer,
-            device=self.options.resolved_device(),
-            dtype=next(self.hf.parameters()).dtype,
-        )
-        bridge.enable_compatibility_mode(
-            disable_warnings=True,
-            no_processing=p == "none",
-            fold_ln=p != "none",
-            center_writing_weights=p == "fold_ln_center",
-            center_unembed=p == "fold_ln_center",
-        )
-        return bridge
-
-    def set_hf(self, model: torch.nn.Module) -> None:
-        """Replace the HF module (after training, say); the bridge is rebuilt on next access."""
-        self.hf = model
-        self.__dict__.pop("bridge", None)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.hf.parameters()).device
-
-    def encode(self, texts: list[str]) -> torch.Tensor:
-        """Token ids for equal-length texts (BOS per model); see :mod:`interp.tokens`."""
-        from interp.tokens import encode_texts
-
-        return encode_texts(self, texts)
-
-    def describe(self) -> dict[str, Any]:
-        """What to record in a manifest about this model."""
-        return {"name": self.name, "source": self.source, "bos_token_id": self.bos_token_id,
-                "options": self.options.to_dict(), **self.info}
 
 
 def load_model(spec: str | TinyConfig, options: ModelOptions | None = None, **kw: Any) -> LoadedModel:
@@ -270,18 +134,6 @@ def check_spec(spec: str) -> None:
     except Exception as e:  # noqa: BLE001 - network and hub errors of many kinds: one line out
         raise ModelLoadError(f"cannot load Hugging Face model id {spec!r}: not in the local cache "
                              f"and the hub says {type(e).__name__}; {hint}") from None
-
-
-def _resolve_bos(tokenizer: Any, options: ModelOptions, registered: str | None) -> int | None:
-    if options.bos == "none":
-        return None
-    token = registered if options.bos == "auto" else options.bos
-    if token is None:
-        return tokenizer.bos_token_id
-    tid = tokenizer.convert_tokens_to_ids(token)
-    if tid is None or tid == tokenizer.unk_token_id and token != tokenizer.unk_token:
-        raise ModelLoadError(f"bos token {token!r} is not in the tokenizer's vocabulary")
-    return int(tid)
 
 
 def _from_pretrained(path: str, options: ModelOptions, **kw: Any) -> tuple[torch.nn.Module, Any]:

@@ -35,6 +35,8 @@ from typing import Any, Callable
 
 import torch
 
+from interp.cache import cache_dir
+
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # bf16 autocast is chosen on a CPU when its matmuls run at least this much faster than fp32;
@@ -128,8 +130,6 @@ def measure_cpu_matmul(n: int = 384, seconds: float = 0.12) -> dict[str, Any]:
 
 
 def probe_cache_file() -> Path:
-    from interp.models import cache_dir
-
     return cache_dir() / "precision-probe.json"
 
 

@@ -1,5 +1,5 @@
 """Linear probes at every layer of a model: record the residual stream at one position per
-query, then run :mod:`interp.probe`'s leave-template-out or transfer probe per layer.
+query, then run :mod:`interp.probe_fit`'s leave-template-out or transfer probe per layer.
 
 Layer -1 is ``hook_embed``; layer ``L >= 0`` is ``blocks.L.hook_resid_post``. Import from
 :mod:`interp.probe` (which re-exports everything here).
@@ -22,7 +22,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from interp.hooks import hook_name
-from interp.probe import EMBED_LAYER, ProbeScore, Scheme, probe_accuracy, transfer_accuracy
+from interp.probe_fit import EMBED_LAYER, ProbeScore, Scheme, probe_accuracy, transfer_accuracy
 from interp.record import Query, record
 
 if TYPE_CHECKING:

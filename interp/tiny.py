@@ -20,14 +20,14 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from interp.cache import cache_dir
 from interp.errors import ModelLoadError
-
-if TYPE_CHECKING:
-    from interp.models import LoadedModel, ModelOptions
+from interp.loaded import LoadedModel, _resolve_bos
+from interp.options import ModelOptions
 
 
 ARCHS = ("llama", "gpt2", "neox")
@@ -107,8 +107,6 @@ def byte_tokenizer() -> Any:
     cache so that it has a ``name_or_path`` TransformerLens can reload offline."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    from interp.models import cache_dir
-
     target = cache_dir() / "tiny-byte-tokenizer"
     if not (target / "tokenizer.json").exists():
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers
@@ -158,8 +156,6 @@ def _hf_model(cfg: TinyConfig, vocab_size: int, attn_implementation: str) -> Any
 
 
 def _load_tiny(cfg: TinyConfig, options: ModelOptions) -> LoadedModel:
-    from interp.models import LoadedModel, _resolve_bos, cache_dir
-
     tok = byte_tokenizer()
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
         torch.manual_seed(cfg.seed)

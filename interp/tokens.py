@@ -17,25 +17,34 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence, Union
+from typing import Any, Protocol, Sequence, Union
 
 import torch
 
-if TYPE_CHECKING:
-    from interp.models import LoadedModel
+
+class HasTokenizer(Protocol):
+    """What tokenisation needs of a model: its tokenizer, its BOS decision and its device.
+    A :class:`interp.models.LoadedModel` is one; naming the need here keeps this module
+    below the modules that load models."""
+
+    tokenizer: Any
+    bos_token_id: int | None
+
+    @property
+    def device(self) -> torch.device: ...
 
 
-def _ids(lm: LoadedModel, text: str) -> list[int]:
+def _ids(lm: HasTokenizer, text: str) -> list[int]:
     return list(lm.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def encode_prompt(lm: LoadedModel, prompt: str) -> list[int]:
+def encode_prompt(lm: HasTokenizer, prompt: str) -> list[int]:
     """``[bos] + tok(prompt)``; BOS only when the model has one."""
     bos = [] if lm.bos_token_id is None else [lm.bos_token_id]
     return bos + _ids(lm, prompt)
 
 
-def encode_completion(lm: LoadedModel, completion: str) -> list[int]:
+def encode_completion(lm: HasTokenizer, completion: str) -> list[int]:
     """``tok(completion)`` on its own (no BOS); an empty result is an error."""
     completion_ids = _ids(lm, completion)
     if not completion_ids:
@@ -43,7 +52,7 @@ def encode_completion(lm: LoadedModel, completion: str) -> list[int]:
     return completion_ids
 
 
-def encode_pair(lm: LoadedModel, prompt: str, completion: str) -> tuple[list[int], list[int]]:
+def encode_pair(lm: HasTokenizer, prompt: str, completion: str) -> tuple[list[int], list[int]]:
     """Prompt ids (with BOS) and completion ids, tokenised separately."""
     return encode_prompt(lm, prompt), encode_completion(lm, completion)
 
@@ -66,7 +75,7 @@ class TokenReversed:
 Document = Union[tuple[str, str], TokenReversed]
 
 
-def encode_documents(lm: LoadedModel, docs: Sequence[Document], loss_on: str
+def encode_documents(lm: HasTokenizer, docs: Sequence[Document], loss_on: str
                      ) -> list[tuple[list[int], list[int]]]:
     """(ids, labels) per document, as training sees them: ``loss_on="sequence"`` takes the
     loss on every token after BOS (the paper's setting), ``"completion"`` on the completion
@@ -90,7 +99,7 @@ def encode_documents(lm: LoadedModel, docs: Sequence[Document], loss_on: str
     return out
 
 
-def encode_with_offsets(lm: LoadedModel, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+def encode_with_offsets(lm: HasTokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
     """Prompt ids as in :func:`encode_prompt` and each token's character span in ``text``
     (BOS gets ``(0, 0)``). Needs a fast tokenizer."""
     enc = lm.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -105,7 +114,7 @@ def token_span(offsets: Sequence[tuple[int, int]], start: int, end: int) -> list
     return [i for i, (a, b) in enumerate(offsets) if b > a and a < end and b > start]
 
 
-def pad_id(lm: LoadedModel) -> int:
+def pad_id(lm: HasTokenizer) -> int:
     tok = lm.tokenizer
     for tid in (tok.pad_token_id, tok.eos_token_id, lm.bos_token_id, 0):
         if tid is not None:
@@ -134,7 +143,7 @@ def pad_batch(
     return ids.to(device), mask.to(device), pos.to(device)
 
 
-def encode_texts(lm: LoadedModel, texts: Sequence[str]) -> torch.Tensor:
+def encode_texts(lm: HasTokenizer, texts: Sequence[str]) -> torch.Tensor:
     """``[batch, pos]`` ids of texts that tokenise to the same length (no padding)."""
     seqs = [encode_prompt(lm, t) for t in texts]
     if len({len(s) for s in seqs}) != 1:

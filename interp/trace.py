@@ -23,9 +23,9 @@ Positions before the entity's first token are the same in the clean and the corr
 run for each restoration; a test checks this against full-length runs).
 
 The hooks are PyTorch forward hooks on the HF modules (the embedding, each decoder layer,
-its MLP and its attention), so any HF causal LM with a ``layers``-style block list works;
-a test checks that these modules' outputs are the bridge's ``resid_post``, ``mlp_out`` and
-``attn_out`` hook values.
+its MLP and its attention; found by :mod:`interp.trace_sites`), so any HF causal LM with a
+``layers``-style block list works; a test checks that these modules' outputs are the
+bridge's ``resid_post``, ``mlp_out`` and ``attn_out`` hook values.
 
 Example::
 
@@ -40,11 +40,9 @@ Example::
 from __future__ import annotations
 
 import copy
-import inspect
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import torch
 from jaxtyping import Float
@@ -53,6 +51,8 @@ from tqdm.auto import tqdm
 
 from interp.record import Query, _entity_positions
 from interp.tokens import encode_pair
+from interp.trace_sites import (_cache_kw, _eval_no_grad, _first, _hooks, _Parts, _parts, _replace_first,
+                                site_modules)  # noqa: F401 - site_modules re-exported
 
 if TYPE_CHECKING:
     from interp.models import LoadedModel
@@ -158,88 +158,6 @@ def _categories(span: list[int], n_tokens: int) -> dict[int, str]:
     if last == n_tokens - 1 and last != first:
         cat[last] = "last"  # the entity ends the prompt: its last token is the last token
     return cat
-
-
-# --- the HF modules behind each site ----------------------------------------------------------
-
-def _layers(hf: torch.nn.Module) -> torch.nn.ModuleList:
-    dec = hf.get_decoder() if hasattr(hf, "get_decoder") else None
-    for owner in (dec, getattr(hf, "model", None), getattr(hf, "transformer", None),
-                  getattr(hf, "gpt_neox", None)):
-        for name in ("layers", "h", "blocks"):
-            mods = getattr(owner, name, None) if owner is not None else None
-            if isinstance(mods, torch.nn.ModuleList) and len(mods):
-                return mods
-    raise ValueError(f"causal tracing: cannot find the decoder layer list of {type(hf).__name__}")
-
-
-def _submodule(layer: torch.nn.Module, kind: str) -> torch.nn.Module:
-    names = ("mlp",) if kind == "mlp" else ("self_attn", "attn", "attention")
-    for n in names:
-        m = getattr(layer, n, None)
-        if isinstance(m, torch.nn.Module):
-            return m
-    raise ValueError(f"causal tracing: no {kind} module in {type(layer).__name__} (looked for {names})")
-
-
-def site_modules(hf: torch.nn.Module) -> dict[str, list[torch.nn.Module]]:
-    """``{"resid": [layer 0, ...], "mlp": [...], "attn": [...]}``: the module whose output is
-    each site at each layer."""
-    layers = list(_layers(hf))
-    return {"resid": layers, "mlp": [_submodule(x, "mlp") for x in layers],
-            "attn": [_submodule(x, "attn") for x in layers]}
-
-
-def _first(out: Any) -> Tensor:
-    return out[0] if isinstance(out, tuple) else out
-
-
-def _replace_first(out: Any, t: Tensor) -> Any:
-    return (t, *out[1:]) if isinstance(out, tuple) else t
-
-
-@contextmanager
-def _hooks(pairs: Sequence[tuple[torch.nn.Module, Any]]) -> Iterator[None]:
-    handles = [m.register_forward_hook(fn) for m, fn in pairs]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
-@dataclass(frozen=True)
-class _Parts:
-    """What tracing needs of a model: the site modules, the embedding and its standard
-    deviation, and whether the forward takes ``logits_to_keep``."""
-
-    mods: dict[str, list[torch.nn.Module]]
-    emb: torch.nn.Module
-    emb_std: float
-    keep: bool
-
-
-def _parts(hf: torch.nn.Module) -> _Parts:
-    emb = hf.get_input_embeddings()
-    return _Parts(site_modules(hf), emb, float(emb.weight.detach().float().std()),
-                  "logits_to_keep" in inspect.signature(hf.forward).parameters)
-
-
-@contextmanager
-def _eval_no_grad(hf: torch.nn.Module) -> Iterator[None]:
-    """Eval mode (no dropout) and no gradients; the module's mode is restored after."""
-    was_training = hf.training
-    hf.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        hf.train(was_training)
-
-
-def _cache_kw(hf: torch.nn.Module) -> str:
-    """The forward's KV-cache keyword (``cache`` in recent transformers, else ``past_key_values``)."""
-    return "cache" if "cache" in inspect.signature(hf.forward).parameters else "past_key_values"
 
 
 def _window(layer: int, window: int, n_layers: int) -> list[int]:
