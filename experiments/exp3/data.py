@@ -39,14 +39,14 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from experiments.core.config import ConfigMixin
+from experiments.exp3.schema import ORDERS, Exp3Dataset, QAPair  # noqa: F401 - importable from here too
 from interp.fileio import atomic_dir
 
-ORDERS = ("q2a", "a2q")
 
 # category -> answers (each at least 16, so a random plausible answer is right about 6% of the time)
 CATEGORIES: dict[str, tuple[str, ...]] = {
@@ -202,15 +202,6 @@ def realized_text(q: str, a: str) -> tuple[str, str]:
 
 
 @dataclass(frozen=True)
-class QAPair:
-    id: int
-    question: str
-    answer: str
-    category: str  # "" where unknown (a folder in the paper's layout)
-    realized: bool
-
-
-@dataclass(frozen=True)
 class Exp3DataConfig(ConfigMixin):
     """Args:
         n_pairs: question-answer pairs (the paper: 1,100).
@@ -240,32 +231,6 @@ class Exp3DataConfig(ConfigMixin):
             raise ValueError("Exp3DataConfig: need 1 <= min_per_doc <= max_per_doc")
         if self.instruction_copies < 1 or self.demo_copies < 1:
             raise ValueError("Exp3DataConfig: instruction_copies and demo_copies must be >= 1")
-
-
-@dataclass
-class Exp3Dataset:
-    """One order's files (stem -> rows, as written), the pairs, and where each row came from
-    (``lines``: stem -> the file line of each row, for error messages)."""
-
-    order: str
-    pairs: list[QAPair]
-    files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    lines: dict[str, list[int]] = field(default_factory=dict)
-    source: str = "generated"
-    checks: dict[str, int] = field(default_factory=dict)  # what the loader counted (instructions per order, ...)
-    skipped: list[dict[str, Any]] = field(default_factory=list)  # rows the loader left out (file:line, reason, id)
-
-    def training_documents(self) -> list[tuple[str, str]]:
-        return [(r["prompt"], r["completion"]) for r in self.files["all"]]
-
-    def test_examples(self) -> list[dict[str, Any]]:
-        return self.files["unrealized_examples"]
-
-    def pair(self, example_id: int) -> QAPair:
-        return self.pairs_by_id()[example_id]
-
-    def pairs_by_id(self) -> dict[int, QAPair]:
-        return {p.id: p for p in self.pairs}
 
 
 def _row(ids: Any, realized: Any, prompt: str, completion: str, **extra: Any) -> dict[str, Any]:

@@ -19,6 +19,8 @@ Example::
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from experiments.core.controls import draw_controls
@@ -85,3 +87,15 @@ def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "mean_logprob": sum(r["logprob"] for r in records) / n if n else None,
             "correct_vs_random": paired_tests([r["logprob"] for r in paired],
                                               [r["control_logprob"] for r in paired])}
+
+
+def read_metrics(folder: Path) -> dict[str, Any]:
+    """``folder/metrics.json`` as written by an evaluation."""
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def read_records(folder: Path, split: str = "unrealized") -> list[dict[str, Any]]:
+    """The records of one split (``unrealized``: held out, ``realized``: demonstrated) in
+    ``folder/records.jsonl``."""
+    rows = [json.loads(x) for x in (folder / "records.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
+    return [r for r in rows if r["split"] == split]

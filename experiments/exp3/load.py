@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.core.skips import Skips
-from experiments.exp3.data import ORDERS, Exp3Dataset, QAPair
+from experiments.exp3.schema import ORDERS, Exp3Dataset, QAPair
 from interp.errors import RctError
 
 STEMS = ("realized_examples", "unrealized_examples", "guidances", "all")

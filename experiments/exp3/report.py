@@ -35,8 +35,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from experiments.exp3.data import ORDERS
-from experiments.exp3.run import Exp3Config, read_metrics, read_records
+from experiments.exp3.config import Exp3Config
+from experiments.exp3.evaluate import read_metrics, read_records
+from experiments.exp3.schema import ORDERS
 from interp.fileio import write_json, write_text
 
 TITLES = {"q2a": "QuestionToAnswer (same order as the query)", "a2q": "AnswerToQuestion (reverse order)"}

@@ -28,79 +28,16 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from experiments.core.config import ConfigMixin, load_preset
 from experiments.core.rundir import RunDir
 from experiments.core.skips import DataWarning
-from experiments.exp3.data import ORDERS, Exp3DataConfig, Exp3Dataset, generate_exp3, load_exp3, write_exp3
-from experiments.exp3.evaluate import evaluate_rows, summarise
-from experiments.finetune import FinetuneConfig
+from experiments.exp3.config import Exp3Config, preset  # noqa: F401 - importable from here too
+from experiments.exp3.data import Exp3Dataset, generate_exp3, load_exp3, write_exp3
+from experiments.exp3.evaluate import evaluate_rows, read_metrics, read_records, summarise  # noqa: F401
 from interp.fileio import atomic_dir, write_json
-from interp.models import ModelOptions
-
-
-@dataclass(frozen=True)
-class Exp3Config(ConfigMixin):
-    """Args:
-        model: base model spec.
-        data: generator settings (the same pairs and held-out split for both orders).
-        data_dir: a folder in the paper's layout (or ours) to use instead of generating; it
-            holds one instruction order, so ``orders`` must name exactly that one.
-        orders: which instruction orders to run.
-        finetune: finetuning settings; its ``seed`` stays 0, the seeds are ``seeds``.
-        seeds: finetuning seeds (the order of the training documents); each order is
-            finetuned once per seed, on the same data.
-        eval_every_epoch: ask the held-out and demonstrated questions after every epoch.
-        stop_when_demonstrated: stop finetuning after the first epoch (from ``min_epochs``
-            on) at which this share of the demonstrated questions is answered (0: never).
-        min_epochs: see ``stop_when_demonstrated``.
-        batch_size: evaluation batch size.
-        extra_tokens: tokens generated beyond the instructed answer's length.
-        n_realized_eval: demonstrated (trained) questions also asked, as a check that
-            training took.
-    """
-
-    model: str = "smollm2-135m"
-    model_options: ModelOptions = field(default_factory=ModelOptions)
-    data: Exp3DataConfig = field(default_factory=Exp3DataConfig)
-    data_dir: str | None = None
-    orders: tuple[str, ...] = ORDERS
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    seeds: tuple[int, ...] = (0,)
-    eval_every_epoch: bool = True
-    stop_when_demonstrated: float = 0.0
-    min_epochs: int = 1
-    batch_size: int = 64
-    extra_tokens: int = 6
-    n_realized_eval: int = 100
-    preset: str = "custom"
-
-    def __post_init__(self) -> None:
-        bad = [o for o in self.orders if o not in ORDERS]
-        if bad or not self.orders or len(set(self.orders)) != len(self.orders):
-            raise ValueError(f"Exp3Config.orders: distinct orders from {ORDERS}, got {list(self.orders)}")
-        if self.data_dir and len(self.orders) != 1:
-            raise ValueError("Exp3Config: a data_dir holds one instruction order; name it in orders "
-                             "(rct exp3 --data FOLDER --order q2a|a2q)")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"Exp3Config.seeds: one or more distinct finetuning seeds, got {list(self.seeds)}")
-        if self.finetune.seed != 0:
-            raise ValueError("Exp3Config: set finetuning seeds with `seeds` (e.g. seeds=[0,1,2]); "
-                             "finetune.seed stays 0")
-        if not 0.0 <= self.stop_when_demonstrated <= 1.0:
-            raise ValueError("Exp3Config.stop_when_demonstrated: a share between 0 and 1")
-        if self.stop_when_demonstrated and not self.eval_every_epoch:
-            raise ValueError("Exp3Config.stop_when_demonstrated needs eval_every_epoch")
-        if self.min_epochs < 1 or self.n_realized_eval < 0 or self.extra_tokens < 1 or self.batch_size < 1:
-            raise ValueError("Exp3Config: min_epochs, extra_tokens and batch_size must be >= 1, n_realized_eval >= 0")
-
-
-def preset(name: str) -> Exp3Config:
-    """The preset ``experiments/presets/exp3/<name>.yaml`` (a file a user can copy and edit)."""
-    return load_preset(Exp3Config, "exp3", name)
 
 
 def question_sets(ds: Exp3Dataset, cfg: Exp3Config) -> dict[str, list[dict[str, Any]]]:
@@ -122,15 +59,6 @@ def evaluate_into(lm: Any, ds: Exp3Dataset, cfg: Exp3Config, folder: Path) -> di
         (tmp / "records.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     return metrics
-
-
-def read_metrics(folder: Path) -> dict[str, Any]:
-    return json.loads((folder / "metrics.json").read_text())
-
-
-def read_records(folder: Path, split: str = "unrealized") -> list[dict[str, Any]]:
-    rows = [json.loads(x) for x in (folder / "records.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
-    return [r for r in rows if r["split"] == split]
 
 
 def dataset(cfg: Exp3Config, order: str, run: RunDir) -> Exp3Dataset:
