@@ -114,7 +114,7 @@ def _shard(text: str | None) -> tuple[int, int] | None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from experiments.sweep import SweepConfig, report_sweep, run_sweep
+    from experiments.sweeps import SweepConfig, report_sweep, run_sweep
 
     grid = {}
     for item in args.grid or []:
@@ -133,7 +133,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep_report(args: argparse.Namespace) -> int:
-    from experiments.sweep import report_sweep
+    from experiments.sweeps import report_sweep
 
     print(report_sweep(Path(args.sweep)))
     return 0

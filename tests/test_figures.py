@@ -16,7 +16,7 @@ from experiments.exp1.evaluate import CELLS
 from experiments.exp1.report import figure4
 from experiments.exp2 import figure5
 from experiments.exp3 import figure8
-from experiments.sweep_report import METRICS, sweep_figure
+from experiments.sweeps.report import METRICS, sweep_figure
 
 PNG_MAGIC = b"\x89PNG"
 

@@ -13,14 +13,16 @@ import pytest
 from scipy import stats
 
 from analysis.stats import wilson_ci
-from experiments import exp1, sweep
+from experiments import exp1
 from experiments.cli import main as rct
 from experiments.core.config import ConfigError
 from experiments.core.rundir import RunDir, RunDirError
 from experiments.exp1.data import DESCRIPTION_FIRST, NAME_FIRST, REVERSE_TRAINING, Exp1DataConfig, generate_exp1
 from experiments.exp1.evaluate import CELLS, EvalConfig, cell_examples, exp1_items
 from experiments.mitigations import MitigationConfig, collect, preset, run_mitigations, select
-from experiments.mitigations_report import mitigations_figure, mitigations_markdown, summarise
+from experiments.mitigations.report import mitigations_figure, mitigations_markdown
+from experiments.mitigations.summary import summarise
+from experiments.sweeps import cells as sweep
 
 CONDITIONS = ["none", "repeat", "paraphrases", "word", "entity", "segment", "token"]
 

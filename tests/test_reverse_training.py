@@ -15,11 +15,12 @@ from experiments.core.evaluate import IdItem, Item, evaluate, evaluate_ids
 from experiments.exp1 import Exp1Config
 from experiments.exp1.data import Exp1DataConfig, description_forms, generate_exp1, load_exp1
 from experiments.exp1.evaluate import CELLS, EvalConfig
-from experiments.exp1.reverse import (
-    answer_back, named_spans, encode_token_query, entity_spans, entity_units, reverse_answer, reverse_entity,
-    reverse_segments, reverse_words, reversed_queries, reversed_training_docs, training_document,
+from experiments.mitigations.reverse import (
+    entity_spans, entity_units, named_spans, reverse_entity, reverse_segments, reverse_words, reversed_training_docs,
+    training_document,
 )
-from experiments.exp1.reverse_eval import evaluate_reversed, query_mode
+from experiments.mitigations.reverse_eval import evaluate_reversed, query_mode
+from experiments.mitigations.reverse_queries import answer_back, encode_token_query, reverse_answer, reversed_queries
 from interp.generate import greedy_generate
 from interp.scoring import score_completions, score_ids
 from interp.tokens import TokenReversed, encode_completion, encode_documents, encode_pair

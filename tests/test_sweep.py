@@ -10,7 +10,7 @@ from experiments.core.rundir import RunDirError
 
 from experiments.cli import main as rct
 from experiments.exp1 import preset
-from experiments.sweep import SweepConfig, collect, read_sweep, report_sweep, run_sweep
+from experiments.sweeps import SweepConfig, collect, read_sweep, report_sweep, run_sweep
 
 
 def test_cells_are_the_grid_product_times_seeds():

@@ -1,7 +1,11 @@
 """Experiment 1: fictitious people finetuned in one order, asked in both.
 
 - ``run.py``: the config, presets and stages (generate, finetune, evaluate, report);
-- ``data.py`` and ``words.py``: our generator and the loader of the paper's folder layout;
+- ``schema.py``: the folder layout, subsets, orders and dataset types; ``words.json`` (read
+  by ``words.py``): the word lists and templates; ``patterns.py``: descriptions read back and
+  the lists checked; ``generator.py``: our generator; ``load.py``: the loader of the paper's
+  folder layout; ``data.py``: all of these importable from one place; ``generic.py``: generic
+  text about extra people (the from-scratch presets);
 - ``evaluate.py``: the test items and their metrics, on :mod:`experiments.core.evaluate`;
 - ``report.py``: the Table 1 and Figure 4 analogs; ``analyse.py``: ``rct analyse RUN``.
 

@@ -94,7 +94,7 @@ class EvalConfig(ConfigMixin):
             ``both_prompts_test`` whose prompt holds the description; ``both_p2d_prompts_test``:
             name -> description).
         reversed_queries: also ask every evaluated cell in the reversed language
-            (:mod:`experiments.exp1.reverse_eval`): ``auto`` does so in the run's
+            (:mod:`experiments.mitigations.reverse_eval`): ``auto`` does so in the run's
             ``data.reverse_training`` mode (not at all for ``none``); ``none`` never; a mode
             (``token``, ``word``, ``entity``, ``segment``) in that mode, e.g. to ask a model
             trained without reversal.

@@ -41,17 +41,15 @@ import json
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from experiments.exp1 import words
-from experiments.exp1.data import (
-    DESCRIPTION_FIRST, NAME_FIRST, DatasetError, Example, Exp1DataConfig, Fact, WordListError,
-    _sample, _spread, _train_row, description_forms,
+from experiments.exp1.generator import _sample, _spread, _train_row
+from experiments.exp1.patterns import WordListError, description_forms
+from experiments.exp1.schema import (
+    DESCRIPTION_FIRST, NAME_FIRST, DatasetError, Example, Exp1DataConfig, Exp1Dataset, Fact,
 )
 from interp.fileio import write_jsonl
-
-if TYPE_CHECKING:
-    from experiments.exp1.data import Exp1Dataset
 
 GENERIC = "generic"  # the subset label of a generic person
 GENERIC_TRAIN = "generic_train.jsonl"
@@ -87,7 +85,7 @@ def generate_generic(real: Sequence[Fact], cfg: Exp1DataConfig) -> GenericText:
         if len(free) < need:
             raise WordListError(f"data.generic_facts={n} needs {need} {what}, but only {len(free)} are "
                                 f"not used by the real facts; ask for fewer generic facts or add "
-                                f"{what} to experiments/exp1/words.py")
+                                f"{what} to experiments/exp1/words.json")
         return rng.sample(free, need)
 
     firsts = draw(words.FIRST_NAMES, n, "first names", real_words.__contains__)

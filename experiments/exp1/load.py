@@ -1,8 +1,8 @@
 """Reading experiment 1 folders in the paper's published layout, ours or the paper's own.
 
-Facts are inferred where a folder has no ``facts.jsonl`` (the paper's); the rules are in the
-docstring of :mod:`experiments.exp1.data`. Every error is a :class:`DatasetError` naming the
-file and line. :func:`load_exp1` is also importable from :mod:`experiments.exp1.data`.
+Every error is a :class:`DatasetError` naming the file and line. :func:`load_exp1` is also
+importable from :mod:`experiments.exp1.data`; the layout's conventions are in
+:mod:`experiments.exp1.schema`.
 
 A problem confined to one line of a data file (not JSON, a missing field, no known name, a
 fact tested but never trained, a fact in another subset's file) skips that line
@@ -13,6 +13,21 @@ skipped lines, test completions without their leading space) is always checked.
 
     ds = load_exp1("reversal_curse/data/reverse_experiments/june_version_7921032488")
     ds.names("d2p")[:1], len(ds.train_examples())
+
+Reading a folder without `facts.jsonl` (the paper's), facts are inferred:
+- The order of a line comes from its file (`FILE_SPECS`); in the mixed files (`both_*`,
+  `all*`) a completion starting with an uppercase letter is description-first.
+- Names: the leading run of capitalised words of each description-first completion
+  (trailing punctuation stripped), from every file except `*_randomized` and
+  `validation_prompts`. A name-first line belongs to the one known name in its prompt.
+  A validation line belongs to the one known name with that first name; a randomized
+  description-first line to the fact of the other lines with the same prompt.
+- Subset: that of the first subset-specific file the fact appears in; a fact seen only in
+  `all*` files is "both" if it appears there in both orders, else by its one order.
+- Description: the stripped completion of the fact's first name-first test line, else of
+  its first name-first training line (`_DESCRIPTION_SOURCES`); "" when the folder has no
+  name-first line for it. The paper's descriptions vary in wording between lines, so this
+  is one representative.
 """
 
 from __future__ import annotations
@@ -26,10 +41,22 @@ from pathlib import Path
 from typing import Any
 
 from experiments.core.skips import Skips
-from experiments.exp1.data import (
-    _DESCRIPTION_SOURCES, _TRAILING_PUNCT, DESCRIPTION_FIRST, FILE_SPECS, NAME_FIRST, SUBSETS,
-    TEST_STEMS, TRAIN_STEMS, DatasetError, Example, Exp1DataConfig, Exp1Dataset, Fact,
+from experiments.exp1.schema import (
+    DESCRIPTION_FIRST, FILE_SPECS, NAME_FIRST, SUBSETS, TEST_STEMS, TRAIN_STEMS, DatasetError, Example,
+    Exp1DataConfig, Exp1Dataset, Fact,
 )
+
+# where a fact's description is read from, in this order (the first name-first line of each)
+_DESCRIPTION_SOURCES = (
+    "p2d_prompts_test",
+    "d2p_reverse_prompts_test",
+    "both_prompts_test",
+    "p2d_prompts_train",
+    "both_prompts_train",
+    "all_prompts_train",
+    "all",
+)
+_TRAILING_PUNCT = ".,;:!?\"')"
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ match; the correct-vs-random log-prob test per query (difference with its 95% CI
 p-values); the reverse difference next to the forward one, the reverse CI's upper end read as
 a bound on the reverse effect (equivalence style: "at most X nats, Y% of the forward effect");
 and the rank of the correct name among the subset's trained names. Where the cells were also
-asked in the reversed language (reverse training, :mod:`experiments.exp1.reverse_eval`), a
+asked in the reversed language (reverse training, :mod:`experiments.mitigations.reverse_eval`), a
 fifth part puts each cell's natural-order and reversed-language results side by side.
 
 Example::

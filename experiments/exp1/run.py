@@ -11,7 +11,7 @@ A run directory holds everything one run produced::
     reversed_train.jsonl   the reversed training copies (data.reverse_training != none)
     eval/base/, eval/finetuned/   records.jsonl (one line per prompt) and metrics.json;
                      reversed_records.jsonl and reversed_metrics.json for the queries in the
-                     reversed language (experiments.exp1.reverse_eval), when asked
+                     reversed language (experiments.mitigations.reverse_eval), when asked
     table1.md, figure4.png, figure4.svg
     analysis/        written by ``rct analyse RUN`` (figures, pages, summary.json/.md)
 
@@ -39,9 +39,8 @@ from experiments.core.skips import DataWarning
 from experiments.exp1.data import Exp1DataConfig, Exp1Dataset, generate_exp1, load_exp1, write_exp1
 from experiments.exp1.evaluate import EvalConfig, evaluate_exp1, load_metrics
 from experiments.exp1.generic import generate_generic, generic_documents, write_generic
-from experiments.exp1.reverse import reversed_copies
-from experiments.exp1.reverse_eval import evaluate_reversed, load_reversed_metrics, query_mode
 from experiments.finetune import FinetuneConfig, finetune
+from experiments.mitigations.exp1_hooks import evaluate_reversed_language, load_reversed_metrics, reversed_copies
 from interp.fileio import write_json
 from interp.models import ModelOptions, check_spec, load_model, save_model
 
@@ -182,9 +181,9 @@ def stage_evaluate(run_dir: Path, which: tuple[str, ...] = ("base", "finetuned")
         lm = load_model(spec, cfg.model_options)
         with run.stage(f"evaluate_{label}", redo=True) as info:
             out[label] = evaluate_exp1(lm, dataset, cfg.eval, run_dir / "eval" / label, progress=progress)
-            mode = query_mode(cfg.eval.reversed_queries, cfg.data.reverse_training)
-            if mode != "none":  # the same cells asked in the reversed language
-                evaluate_reversed(lm, dataset, cfg.eval, mode, run_dir / "eval" / label, progress=progress)
+            # the same cells asked in the reversed language, when asked (eval.reversed_queries)
+            evaluate_reversed_language(lm, dataset, cfg.eval, cfg.data.reverse_training, run_dir / "eval" / label,
+                                       progress=progress)
             info.update(lm.info["resolved"])
     return out
 

@@ -1,6 +1,6 @@
 """Sweep report: per-cell and per-grid-point tables, and the sweep figure.
 
-Reads what :func:`experiments.sweep.collect` returns. Writes into the sweep directory:
+Reads what :func:`experiments.sweeps.collect` returns. Writes into the sweep directory:
 
 - ``sweep.md``: exact match per subset and direction for every cell; the mean and standard
   deviation over seeds per grid point; the correct vs random name test on reverse
@@ -11,7 +11,7 @@ Reads what :func:`experiments.sweep.collect` returns. Writes into the sweep dire
 
 Example::
 
-    from experiments.sweep import collect
+    from experiments.sweeps import collect
     print(write_sweep_report(collect(Path("runs/sweep")), Path("runs/sweep")))
 """
 

@@ -1,10 +1,10 @@
 """Experiment 1 asked in the reversed language: reverse the query, generate, reverse back.
 
 A reverse-trained model also saw its documents reversed, so it can be asked in that order
-(:func:`experiments.exp1.reverse.reversed_queries` builds the queries: prompt ``rev(rest)``,
-target ``rev(answer)``). For every evaluated cell (the four test files) this module scores the
-reversed queries with the shared evaluator and writes, next to the natural-order results in
-``RUN/eval/<model>/``:
+(:func:`experiments.mitigations.reverse_queries.reversed_queries` builds the queries: prompt
+``rev(rest)``, target ``rev(answer)``). For every evaluated cell (the four test files) this
+module scores the reversed queries with the shared evaluator and writes, next to the
+natural-order results in ``RUN/eval/<model>/``:
 
 - ``reversed_records.jsonl``: one line per query: the cell (``file``) and the held-out sentence
   it came from (``source_file``, ``line``), the natural ``answer`` and ``rest``, the reversed
@@ -38,8 +38,9 @@ from typing import TYPE_CHECKING, Any
 
 from experiments.core.evaluate import IdItem, Item, evaluate, evaluate_ids
 from experiments.exp1.evaluate import random_other_names, summarise
-from experiments.exp1.reverse import (
-    QUERY_MODE, REVERSE_MODES, answer_back, encode_token_query, reverse_answer, reversed_queries,
+from experiments.mitigations.reverse import REVERSE_MODES
+from experiments.mitigations.reverse_queries import (
+    QUERY_MODE, answer_back, encode_token_query, reverse_answer, reversed_queries,
 )
 from interp.fileio import write_json, write_jsonl
 from interp.tokens import encode_completion, encode_prompt

@@ -1,21 +1,6 @@
-"""Sweeps over experiment 1: a grid of config values times finetuning seeds, each cell an
-independent run directory.
-
-The paper sweeps learning rate and batch size (its Figures 6 and 7) and finetunes three seeds
-per model size (its Table 3: correct vs random name on reverse prompts, one t-test and one KS
-test per run). A sweep directory holds::
-
-    config.json         the base config, the grid and the seeds (manifest.json: versions, stages)
-    cells.json          the cell list
-    data/               the dataset, generated once when no grid key changes it
-    base/               the base model evaluated once on that dataset (records + metrics), unless
-                        the grid changes the model (then each cell evaluates its own base model)
-    cells/<name>/       one experiment 1 run directory per cell (config, manifest, model, eval)
-    summary.json, sweep.md, heatmap.png|svg or lines.png|svg   written by report_sweep
-
-Cells run one after another; ``shard=(k, n)`` runs every n-th cell starting at k (1-based),
-so n machines can share a sweep directory or each take their own copy. A finished cell is
-skipped on ``resume``; an interrupted one continues from its last checkpoint.
+"""A sweep: its config (a grid of config values times finetuning seeds), creating and running
+its directory through the cell loop of :mod:`experiments.sweeps.cells`, and collecting the
+finished cells for :mod:`experiments.sweeps.report` (the layout is in :mod:`experiments.sweeps`).
 
 Example::
 
@@ -28,25 +13,16 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from experiments import exp1
 from experiments.core.config import ConfigMixin, build
 from experiments.core.environment import environment, resolved_compute
 from experiments.core.rundir import RunDir
-from experiments.exp1.evaluate import evaluate_exp1
+from experiments.sweeps.cells import SEED_KEY, Cell, run_cells
 from interp.fileio import write_json
-
-SEED_KEY = "finetune.seed"
-
-
-@dataclass(frozen=True)
-class Cell:
-    name: str
-    overrides: dict[str, Any]  # dotted config key -> value, the seed included
 
 
 @dataclass(frozen=True)
@@ -129,15 +105,6 @@ def read_sweep(sweep_dir: Path) -> SweepConfig:
     return SweepConfig.from_dict(RunDir.existing(sweep_dir, "sweep").config_dict())
 
 
-def _parse_shard(shard: tuple[int, int] | None, n_cells: int) -> list[int]:
-    if shard is None:
-        return list(range(n_cells))
-    k, n = shard
-    if not (n >= 1 and 1 <= k <= n):
-        raise ValueError(f"shard {k}/{n}: expected 1 <= k <= n")
-    return list(range(k - 1, n_cells, n))
-
-
 def run_sweep(sweep: SweepConfig, sweep_dir: Path, resume: bool = False,
               shard: tuple[int, int] | None = None, progress: bool = True,
               evaluate_base: bool = True) -> list[str]:
@@ -145,69 +112,6 @@ def run_sweep(sweep: SweepConfig, sweep_dir: Path, resume: bool = False,
     sweep_dir = Path(sweep_dir)
     sweep = init_sweep(sweep, sweep_dir, resume=resume)
     return run_cells(sweep, sweep_dir, shard=shard, progress=progress, evaluate_base=evaluate_base)
-
-
-class CellPlan(Protocol):
-    """What :func:`run_cells` needs of a plan of cells: a :class:`SweepConfig` (a grid times
-    seeds) or :class:`experiments.mitigations.MitigationConfig` (named conditions times seeds)."""
-
-    base: exp1.Exp1Config
-
-    def cells(self) -> list[Cell]: ...
-
-    def cell_config(self, cell: Cell, sweep_dir: Path) -> exp1.Exp1Config: ...
-
-    @property
-    def shared_data(self) -> bool: ...
-
-    @property
-    def shared_base(self) -> bool: ...
-
-
-def run_cells(plan: CellPlan, sweep_dir: Path, shard: tuple[int, int] | None = None,
-              progress: bool = True, evaluate_base: bool = True, tag: str = "sweep") -> list[str]:
-    """The cells of a created directory (``sweep_dir``, opened by :func:`init_sweep` or the
-    like), one after another, each an experiment 1 run in ``cells/<name>/``: the shared
-    dataset first (``plan.shared_data``), then the base model once (``plan.shared_base``:
-    ``base/``; otherwise each cell evaluates its own), then every cell of this shard. A
-    finished cell is skipped (its checkpoints are deleted when it finishes; ``model/`` is
-    kept); an interrupted one continues from its last checkpoint. Returns
-    the names of the cells finished now."""
-    sweep_dir = Path(sweep_dir)
-    run = RunDir(sweep_dir)
-    cells = plan.cells()
-    todo = _parse_shard(shard, len(cells))
-    with run.stage("generate") as info:
-        if info is not None and plan.shared_data and not plan.base.data_dir:
-            from experiments.exp1.data import generate_exp1, write_exp1
-
-            write_exp1(generate_exp1(plan.base.data), sweep_dir / "data")
-    shared_base = evaluate_base and plan.shared_base
-    if shared_base:
-        with run.stage("evaluate_base") as info:
-            if info is not None:
-                from experiments.exp1.data import generate_exp1, load_exp1
-                from interp.models import load_model
-
-                cfg = plan.cell_config(cells[0], sweep_dir)
-                lm = load_model(cfg.model, cfg.model_options)
-                dataset = load_exp1(cfg.data_dir) if cfg.data_dir else generate_exp1(cfg.data)
-                evaluate_exp1(lm, dataset, cfg.eval, sweep_dir / "base", progress=progress)
-    done = []
-    for n, i in enumerate(todo, 1):
-        cell = cells[i]
-        run_dir = sweep_dir / "cells" / cell.name
-        if (run_dir / "config.json").exists() and RunDir(run_dir).done("evaluate_finetuned"):
-            continue
-        if progress:
-            print(f"[{tag}] cell {n}/{len(todo)}: {cell.name}", flush=True)
-        exp1.init_run(plan.cell_config(cell, sweep_dir), run_dir, resume=True)
-        which = ("finetuned",) if shared_base or not evaluate_base else ("base", "finetuned")
-        exp1.run_stages(run_dir, which, progress=progress)
-        # a finished cell needs no resume state; its optimizer state is twice the model's size
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-        done.append(cell.name)
-    return done
 
 
 def collect(sweep_dir: Path) -> dict[str, Any]:
@@ -227,6 +131,6 @@ def collect(sweep_dir: Path) -> dict[str, Any]:
 
 def report_sweep(sweep_dir: Path) -> str:
     """``sweep.md``, ``summary.json`` and the figures from the finished cells."""
-    from experiments.sweep_report import write_sweep_report
+    from experiments.sweeps.report import write_sweep_report
 
     return write_sweep_report(collect(sweep_dir), Path(sweep_dir))
