@@ -55,7 +55,8 @@ def test_smoke_run_writes_every_artifact(smoke_run):
     assert {"generate", "finetune", "evaluate_base", "evaluate_finetuned"} <= set(man["stages"])
     m = metrics(smoke_run)["finetuned"]["cells"]
     assert set(m) == {"p2d_prompts_test", "p2d_reverse_prompts_test", "d2p_prompts_test",
-                      "d2p_reverse_prompts_test"}
+                      "d2p_reverse_prompts_test", "p2d_reverse_in_context", "d2p_reverse_in_context"}
+    assert metrics(smoke_run)["finetuned"]["perplexity"]["n_tokens"] > 1000  # the damage check ran
     rev = m["p2d_reverse_prompts_test"]
     assert rev["n_facts"] == 3 and rev["correct_vs_random"]["n"] == 3
     records = [json.loads(x) for x in (smoke_run / "eval/finetuned/records.jsonl").read_text().splitlines()]

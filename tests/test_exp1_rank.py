@@ -89,7 +89,7 @@ def test_rank_on_a_constructed_case(ds: Exp1Dataset, tmp_path: Path, monkeypatch
             score[(e.prompt, e.name)] = [-1.0, -50.0, -11.0, -11.5 if t == 0 else -10.5][k]
         expected[stem] = [1.0, 0.0, 0.5, 0.5]  # per fact: 3/3, 0/3, (1 + 0.5)/3 = 0.5, (2/3 + 1/3) / 2
     calls = _fake_scoring(monkeypatch, score)
-    metrics = evaluate_exp1(None, ds, EvalConfig(files=NAME_CELLS), tmp_path, progress=False)
+    metrics = evaluate_exp1(None, ds, EvalConfig(in_context=False, perplexity=False, files=NAME_CELLS), tmp_path, progress=False)
     assert calls == [2 * 8 * 4]  # one call: 2 cells x 8 prompts x 4 names
     records = [json.loads(x) for x in (tmp_path / "records.jsonl").read_text().splitlines()]
     for stem in NAME_CELLS:
@@ -126,7 +126,7 @@ def test_rank_off_scores_the_random_control_only(ds: Exp1Dataset, tmp_path: Path
             for n in ds.names(ev.CELLS[stem][0]):
                 score[(e.prompt, n)] = -1.0 if n == e.name else -2.0
     calls = _fake_scoring(monkeypatch, score)
-    metrics = evaluate_exp1(None, ds, EvalConfig(files=NAME_CELLS, rank_names=False), tmp_path, progress=False)
+    metrics = evaluate_exp1(None, ds, EvalConfig(in_context=False, perplexity=False, files=NAME_CELLS, rank_names=False), tmp_path, progress=False)
     assert calls == [] and all("rank" not in c for c in metrics["cells"].values())
     assert all(c["correct_vs_random"]["mean_diff"] == 1.0 for c in metrics["cells"].values())
 
@@ -134,7 +134,7 @@ def test_rank_off_scores_the_random_control_only(ds: Exp1Dataset, tmp_path: Path
 def test_rank_matches_scoring_every_name_one_at_a_time(tiny, ds: Exp1Dataset, tmp_path: Path) -> None:
     """On a real (tiny) model: each record's rank is that of the target among the subset's
     trained names, each scored alone with the plain padded path."""
-    metrics = evaluate_exp1(tiny, ds, EvalConfig(files=NAME_CELLS), tmp_path, progress=False)
+    metrics = evaluate_exp1(tiny, ds, EvalConfig(in_context=False, perplexity=False, files=NAME_CELLS), tmp_path, progress=False)
     records = [json.loads(x) for x in (tmp_path / "records.jsonl").read_text().splitlines()]
     pairs = [(rec["prompt"], " " + n) for rec in records for n in trained_names(ds, rec["subset"])]
     alone = iter(score_completions(tiny, pairs, batch_size=64, share_prefixes=False))
@@ -151,7 +151,7 @@ def test_rank_matches_scoring_every_name_one_at_a_time(tiny, ds: Exp1Dataset, tm
         assert len(per_fact["normalised_rank"]) == 4
         assert all(0 <= v <= 1 for v in per_fact["normalised_rank"])
     # the control scores do not depend on whether the rank is computed
-    off = evaluate_exp1(tiny, ds, EvalConfig(files=NAME_CELLS, rank_names=False), tmp_path / "off", progress=False)
+    off = evaluate_exp1(tiny, ds, EvalConfig(in_context=False, perplexity=False, files=NAME_CELLS, rank_names=False), tmp_path / "off", progress=False)
     for stem in NAME_CELLS:
         a, b = metrics["cells"][stem]["correct_vs_random"], off["cells"][stem]["correct_vs_random"]
         assert a["mean_control"] == pytest.approx(b["mean_control"], abs=1e-3)

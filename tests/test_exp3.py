@@ -145,6 +145,9 @@ def test_smoke_run_end_to_end_and_resume(tmp_path, capsys):
             assert sorted(p.name for p in (d / "epochs").iterdir()) == ["epoch-001", "epoch-002"]
             assert [e["epoch"] for e in metrics[order]["per_epoch"][str(s)]] == [0, 1, 2]
         assert metrics[order]["finetuned"]["unrealized"]["n_seeds"] == 2
+        # held-out prose perplexity before and after finetuning, in the metrics and on the page
+        assert set(metrics[order]["perplexity"]) == {"base", "seed 0", "seed 1"}
+    assert "Perplexity on the shipped held-out prose" in text
     c = metrics["contrast"]
     assert c["n_questions"] == 6 and set(c["per_seed"]) == {"0", "1"}
     for name in ("figure8", "figure10"):

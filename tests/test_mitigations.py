@@ -110,7 +110,7 @@ def test_both_cells_select_the_rows_of_both_prompts_test_by_order():
     assert n2d == [e for e in both if e.order == NAME_FIRST] and len(n2d) == 3 * 2
     assert all(e.completion == " " + e.name and e.description in e.prompt for e in d2n)
     assert all(e.completion == " " + e.description and e.name in e.prompt for e in n2d)
-    records = exp1_items(ds, EvalConfig(files=("both_d2p_prompts_test", "both_p2d_prompts_test")))
+    records = exp1_items(ds, EvalConfig(in_context=False, files=("both_d2p_prompts_test", "both_p2d_prompts_test")))
     by_file = {f: [r for r in records if r["file"] == f] for f in ("both_d2p_prompts_test", "both_p2d_prompts_test")}
     names = set(ds.names("both"))
     for r in by_file["both_d2p_prompts_test"]:
@@ -120,7 +120,7 @@ def test_both_cells_select_the_rows_of_both_prompts_test_by_order():
         assert r["rank_names"] == ds.names("both")
     assert all(r["random_name"] is None and r["target_kind"] == "description" for r in by_file["both_p2d_prompts_test"])
     # the four paper cells are unchanged: no source_file, as before
-    assert all("source_file" not in r for r in exp1_items(ds, EvalConfig()))
+    assert all("source_file" not in r for r in exp1_items(ds, EvalConfig(in_context=False)))
     with pytest.raises(ValueError, match="both_d2p_prompts_test"):
         EvalConfig(files=("both_prompts_test",))
 
@@ -138,7 +138,7 @@ def test_both_cells_are_evaluated_with_the_random_name_control(tmp_path, monkeyp
     monkeypatch.setattr(ev, "evaluate", fake_evaluate)
     ds = generate_exp1(Exp1DataConfig(n_facts=3, n_paraphrases=4, n_test_templates=2, seed=0))
     files = ("p2d_reverse_prompts_test", "both_d2p_prompts_test", "both_p2d_prompts_test")
-    m = ev.evaluate_exp1(None, ds, EvalConfig(files=files, rank_names=False), tmp_path, progress=False)
+    m = ev.evaluate_exp1(None, ds, EvalConfig(in_context=False, perplexity=False, files=files, rank_names=False), tmp_path, progress=False)
     ceiling = m["cells"]["both_d2p_prompts_test"]
     assert (ceiling["subset"], ceiling["target_kind"]) == ("both", "name")
     assert (ceiling["n_prompts"], ceiling["n_facts"]) == (6, 3)

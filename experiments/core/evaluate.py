@@ -30,7 +30,8 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
 
 from interp.generate import greedy_generate
 from interp.scoring import score_completions, score_ids
@@ -198,3 +199,16 @@ def evaluate_ids(lm: LoadedModel, items: Sequence[IdItem], batch_size: int = 32,
             greedy_text=lm.tokenizer.decode(list(target.greedy_ids[:seen])), generation=None,
             greedy_ids=tuple(target.greedy_ids[:seen])))
     return out
+
+
+HELDOUT_PROSE = Path(__file__).resolve().parents[1] / "data" / "heldout_prose.txt"
+
+
+def heldout_perplexity(lm: LoadedModel, batch_size: int = 8) -> dict[str, Any]:
+    """Perplexity of ``lm`` on the shipped held-out prose (``experiments/data/heldout_prose.txt``,
+    about 1,900 tokens, 256-token windows; :func:`interp.perplexity.text_perplexity`): measured
+    before and after finetuning, a large rise says the finetuned model is damaged."""
+    from interp.perplexity import text_perplexity
+
+    return {"text": HELDOUT_PROSE.name, **text_perplexity(lm, HELDOUT_PROSE.read_text(encoding="utf-8"),
+                                                         batch_size=batch_size)}

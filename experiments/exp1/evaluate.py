@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 from experiments.core.config import ConfigMixin
 from analysis.stats import mean_ci_t, paired_tests, per_group_means, wilson_ci
 from experiments.core.controls import draw_controls
-from experiments.core.evaluate import Item, evaluate
+from experiments.core.evaluate import Item, evaluate, heldout_perplexity
+from experiments.exp1 import words
 from experiments.exp1.data import DESCRIPTION_FIRST, NAME_FIRST
 from interp.fileio import write_json, write_jsonl
 from interp.scoring import score_completions
@@ -62,7 +63,17 @@ EXTRA_CELLS: dict[str, tuple[str, str, str]] = {
     "both_d2p_prompts_test": ("both", "same", "name"),  # description -> name: the ceiling of the
     "both_p2d_prompts_test": ("both", "same", "description"),  # NameToDescription reverse cell
 }
-ALL_CELLS: dict[str, tuple[str, str, str]] = {**CELLS, **EXTRA_CELLS}
+# the in-context control (``EvalConfig.in_context``): each reverse cell's prompts again, after
+# a sentence of the fact in its trained order (the first training template of that order). A model that answers these but not
+# the reverse cell can do the reverse operation on these sentence forms; it did not learn the
+# reverse into its weights. stem -> (subset, direction, target kind), the reverse cell it repeats
+IN_CONTEXT_CELLS: dict[str, tuple[str, str, str]] = {
+    "p2d_reverse_in_context": ("p2d", "reverse, fact in context", "name"),
+    "d2p_reverse_in_context": ("d2p", "reverse, fact in context", "description"),
+}
+IN_CONTEXT_OF: dict[str, str] = {"p2d_reverse_in_context": "p2d_reverse_prompts_test",
+                                 "d2p_reverse_in_context": "d2p_reverse_prompts_test"}
+ALL_CELLS: dict[str, tuple[str, str, str]] = {**CELLS, **EXTRA_CELLS, **IN_CONTEXT_CELLS}
 # a cell whose rows are a selection of a test file: stem -> (the file, the order of its rows kept)
 CELL_ROWS: dict[str, tuple[str, str]] = {
     "both_d2p_prompts_test": ("both_prompts_test", DESCRIPTION_FIRST),
@@ -93,6 +104,13 @@ class EvalConfig(ConfigMixin):
             order (``both_d2p_prompts_test``: description -> name, the lines of
             ``both_prompts_test`` whose prompt holds the description; ``both_p2d_prompts_test``:
             name -> description).
+        in_context: also ask each evaluated reverse cell with the fact in the prompt (the
+            in-context control, ``IN_CONTEXT_CELLS``): a sentence that states the fact in its
+            trained order (:func:`context_sentences`), then a space and the reverse prompt,
+            scored and ranked as the reverse cell is.
+        perplexity: also measure the model's perplexity on the shipped held-out prose
+            (:func:`experiments.core.evaluate.heldout_perplexity`; ``metrics["perplexity"]``),
+            so that a damaged finetuned model shows.
         reversed_queries: also ask every evaluated cell in the reversed language
             (:mod:`experiments.mitigations.reverse_eval`): ``auto`` does so in the run's
             ``data.reverse_training`` mode (not at all for ``none``); ``none`` never; a mode
@@ -107,6 +125,8 @@ class EvalConfig(ConfigMixin):
     rank_names: bool = True
     seed: int = 0
     files: tuple[str, ...] = tuple(CELLS)
+    in_context: bool = True
+    perplexity: bool = True
     reversed_queries: str = "auto"
 
     def __post_init__(self) -> None:
@@ -118,9 +138,9 @@ class EvalConfig(ConfigMixin):
             raise ValueError(f"EvalConfig: batch_size must be >= 1, got {self.batch_size}")
         if self.extra_tokens < 0:
             raise ValueError(f"EvalConfig: extra_tokens must be >= 0, got {self.extra_tokens}")
-        unknown = [f for f in self.files if f not in ALL_CELLS]
+        unknown = [f for f in self.files if f not in CELLS and f not in EXTRA_CELLS]
         if unknown:
-            raise ValueError(f"EvalConfig: unknown files {unknown}; known: {list(ALL_CELLS)}")
+            raise ValueError(f"EvalConfig: unknown files {unknown}; known: {[*CELLS, *EXTRA_CELLS]}")
 
 
 def random_other_names(dataset: Exp1Dataset, subset: str, seed: int) -> dict[int, str]:
@@ -161,6 +181,17 @@ def rank_among(correct: float, others: Sequence[float]) -> dict[str, float | boo
             "top1": above == 0 and ties == 0, "n_candidates": len(others) + 1}
 
 
+def context_sentences(dataset: Exp1Dataset, subset: str) -> dict[int, str]:
+    """Per fact of ``subset``, the sentence shown before its in-context queries: the first
+    training template of the fact's trained order (name first for NameToDescription,
+    description first for DescriptionToName) filled with its name and canonical description,
+    e.g. "Daphne Barrington is the director of ...". It depends on the facts only, so every
+    condition of a comparison that keeps the facts asks the same in-context prompts."""
+    template = words.NAME_FIRST_TRAIN[0] if subset == "p2d" else words.DESCRIPTION_FIRST_TRAIN[0]
+    return {f.fact_id: template.replace("{name}", f.name).replace("{description}", f.description)
+            for f in sorted(dataset.facts, key=lambda f: f.fact_id) if f.subset == subset and f.description}
+
+
 def cell_examples(dataset: Exp1Dataset, stem: str) -> list[Any]:
     """The test lines of a cell (a stem of ``ALL_CELLS``): the file's lines, or for a
     selection (``CELL_ROWS``) the lines of its file in the order it keeps; [] when the dataset
@@ -197,9 +228,30 @@ def exp1_items(dataset: Exp1Dataset, cfg: EvalConfig) -> list[dict[str, Any]]:
             })
             if stem in CELL_ROWS:  # a selection: ``line`` is the line in this file
                 records[-1]["source_file"] = CELL_ROWS[stem][0]
+    if cfg.in_context:
+        records += _in_context_items(dataset, records)
     if not records:
         raise ValueError(f"no evaluation files found; expected some of {list(cfg.files)}")
     return records
+
+
+def _in_context_items(dataset: Exp1Dataset, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The in-context copies of the reverse cells' records: the fact in a sentence of its
+    trained order (:func:`context_sentences`), a space, then the reverse prompt; the same
+    target, control and candidates."""
+    out = []
+    for stem, source in IN_CONTEXT_OF.items():
+        rows = [r for r in records if r["file"] == source]
+        if not rows:
+            continue
+        context = context_sentences(dataset, rows[0]["subset"])
+        for r in rows:
+            if r["fact_id"] not in context:
+                continue
+            text = context[r["fact_id"]]
+            out.append({**r, "file": stem, "source_file": source, "direction": IN_CONTEXT_CELLS[stem][1],
+                        "prompt": f"{text} {r['prompt']}", "query": r["prompt"], "context": text})
+    return out
 
 
 def evaluate_exp1(
@@ -231,6 +283,8 @@ def evaluate_exp1(
         r.update(exact=res.exact, generation=res.greedy_text,
                  generation_kind="until_decided" if res.generation is None else "full")
     metrics = summarise(records)
+    if cfg.perplexity:
+        metrics["perplexity"] = heldout_perplexity(lm, batch_size=max(1, cfg.batch_size // 4))
     out_dir = Path(out_dir)
     write_jsonl(out_dir / "records.jsonl", records)
     write_json(out_dir / "metrics.json", metrics)

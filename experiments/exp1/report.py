@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 
 from analysis.figures import save
 from analysis.fmt import ci, pct, pvalue
-from experiments.exp1.evaluate import ALL_CELLS, CELLS, EXTRA_CELLS, SUBSET_TITLES
+from experiments.exp1.evaluate import ALL_CELLS, CELLS, EXTRA_CELLS, IN_CONTEXT_CELLS, IN_CONTEXT_OF, SUBSET_TITLES
 
 LABELS = {"base": "before finetuning", "finetuned": "after finetuning"}
 # the two name cells with the same prompt form (description -> name): trained vs reverse order
@@ -58,6 +58,7 @@ def table1(metrics: dict[str, dict[str, Any]], title: str = "Experiment 1",
                 cell = metrics[lbl]["cells"].get(stem)
                 row.append("n/a" if cell is None else f"{pct(cell['exact_match'])} (n={cell['n_prompts']})")
             lines.append("| " + " | ".join(row + ["-"] * len(labels)) + " |")
+    lines += _in_context_lines(metrics, labels) + _perplexity_lines(metrics, labels)
     lines += ["", "Log-prob of the correct name vs a random other trained name of the same subset "
               "(each fact's prompts averaged; paired t-test and KS test over facts):", "",
               "| model | query | n facts | correct | random | diff [95% CI] | d_z | t-test p | KS p |",
@@ -77,6 +78,44 @@ def table1(metrics: dict[str, dict[str, Any]], title: str = "Experiment 1",
     lines += _bound_lines(metrics, labels) + _rank_lines(metrics, labels)
     lines += _reversed_lines(metrics, reversed_metrics or {}, labels)
     return "\n".join(lines) + "\n"
+
+
+def _in_context_lines(metrics: dict[str, dict[str, Any]], labels: list[str]) -> list[str]:
+    """Exact match of each reverse cell next to its in-context control (the fact's training
+    sentence before the reverse prompt)."""
+    rows = []
+    for stem, source in IN_CONTEXT_OF.items():
+        if not any(stem in metrics[lbl]["cells"] for lbl in labels):
+            continue
+        row = [f"{SUBSET_TITLES[IN_CONTEXT_CELLS[stem][0]]}, reverse ({source})"]
+        for key in (source, stem):
+            for lbl in labels:
+                cell = metrics[lbl]["cells"].get(key)
+                row.append("n/a" if cell is None else f"{pct(cell['exact_match'])} (n={cell['n_prompts']})")
+        rows.append("| " + " | ".join(row) + " |")
+    if not rows:
+        return []
+    head = " | ".join(f"{what} ({LABELS[lbl]})" for what in ("reverse", "fact in context") for lbl in labels)
+    return ["", "The in-context control: each reverse prompt again after a sentence that states the "
+            "fact in its trained order. A model that answers in context but not from its weights "
+            "can reverse these sentence forms; it did not learn the reverse. Exact match (the rank "
+            "tables below include these cells):", "",
+            f"| query | {head} |", "|" + "---|" * (1 + 2 * len(labels)), *rows]
+
+
+def _perplexity_lines(metrics: dict[str, dict[str, Any]], labels: list[str]) -> list[str]:
+    """Held-out perplexity before and after finetuning (where measured)."""
+    found = {lbl: metrics[lbl]["perplexity"] for lbl in labels if "perplexity" in metrics[lbl]}
+    if not found:
+        return []
+    parts = [f"{LABELS[lbl]} {p['perplexity']:.2f}" for lbl, p in found.items()]
+    ratio = ""
+    if len(found) == 2:
+        ratio = f" (after / before: {found['finetuned']['perplexity'] / found['base']['perplexity']:.2f})"
+    n = next(iter(found.values()))["n_tokens"]
+    return ["", f"Perplexity on the shipped held-out prose ({n} tokens, "
+            f"`experiments/data/heldout_prose.txt`): {', '.join(parts)}{ratio}. A large rise means the "
+            "results describe a damaged model."]
 
 
 def _diff(t: dict[str, Any] | None) -> str:
@@ -190,7 +229,7 @@ def figure4(metrics: dict[str, dict[str, Any]], stem: str | Path) -> list[Path]:
     groups = []
     for lbl in ("base", "finetuned"):
         for file_stem, cell in metrics.get(lbl, {}).get("cells", {}).items():
-            if "random" in cell.get("per_fact", {}):
+            if "random" in cell.get("per_fact", {}) and file_stem not in IN_CONTEXT_CELLS:
                 subset, direction, _ = ALL_CELLS[file_stem]
                 groups.append((f"{LABELS[lbl]}\n{SUBSET_TITLES[subset]}\n{direction} order", cell["per_fact"]))
     if not groups:

@@ -212,7 +212,9 @@ def collect(cfg: Exp3Config, out: Path) -> dict[str, Any]:
                 m = read_metrics(e)
                 curve.append({"epoch": int(e.name.split("-")[1]), **{k: _brief(m[k]) for k in m}})
             epochs[str(s)] = curve
-        results[order] = {"base": base_m,
+        ppl = {"base": _perplexity(root / "base"),
+               **{f"seed {s}": _perplexity(root / f"seed-{s}" / "eval") for s in cfg.seeds}}
+        results[order] = {"perplexity": {k: v for k, v in ppl.items() if v is not None}, "base": base_m,
                           "finetuned": {"unrealized": pooled(ft_recs[order]),
                                         "realized": pooled({s: read_records(root / f"seed-{s}" / "eval", "realized")
                                                             for s in cfg.seeds})},
@@ -222,6 +224,12 @@ def collect(cfg: Exp3Config, out: Path) -> dict[str, Any]:
     if all(o in cfg.orders for o in ORDERS):
         results["contrast"] = contrast_orders(base_recs, ft_recs)
     return results
+
+
+def _perplexity(folder: Path) -> float | None:
+    """The held-out prose perplexity an evaluation wrote, None where it wrote none."""
+    path = folder / "perplexity.json"
+    return json.loads(path.read_text())["perplexity"] if path.exists() else None
 
 
 def _brief(m: dict[str, Any]) -> dict[str, Any]:
@@ -289,6 +297,12 @@ def exp3_markdown(results: dict[str, Any], title: str) -> str:
             u, d = r["finetuned"]["unrealized"], r["finetuned"]["realized"]
             lines.append(f"| {SHORT[o]} | pooled ({u['n_seeds']} seeds) | {_pct_ci(u)} | {pct(u['plausible'])} | "
                          f"{pct(u['chance'])} | {pct(d['exact_match'])} | |")
+    for o in orders:
+        ppl = results[o].get("perplexity") or {}
+        if ppl:
+            lines += ["", f"Perplexity on the shipped held-out prose, {SHORT[o]}: "
+                      + ", ".join(f"{k} {v:.2f}" for k, v in ppl.items())
+                      + " (a large rise after finetuning means a damaged model)."]
     lines += ["", "Exact match: the greedy answer starts with the instructed one. A plausible answer is any "
               "answer of the question's category; chance is what a random plausible answer scores. CIs: Wilson "
               "per seed, a bootstrap over questions when pooled.", "",

@@ -32,6 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from experiments.core.evaluate import heldout_perplexity
 from experiments.core.rundir import RunDir
 from experiments.core.skips import DataWarning
 from experiments.exp3.config import Exp3Config, preset  # noqa: F401 - importable from here too
@@ -47,17 +48,20 @@ def question_sets(ds: Exp3Dataset, cfg: Exp3Config) -> dict[str, list[dict[str, 
 
 def evaluate_into(lm: Any, ds: Exp3Dataset, cfg: Exp3Config, folder: Path) -> dict[str, Any]:
     """Both test sets: ``folder/records.jsonl`` (one record per question, with its split) and
-    ``folder/metrics.json`` (per split, see :func:`experiments.exp3.evaluate.summarise`),
-    written together (atomically)."""
+    ``folder/metrics.json`` (per split, see :func:`experiments.exp3.evaluate.summarise`), with
+    the model's perplexity on the held-out prose in ``folder/perplexity.json``
+    (:func:`experiments.core.evaluate.heldout_perplexity`), written together (atomically)."""
     records, metrics = [], {}
     for split, rows in question_sets(ds, cfg).items():
         recs = evaluate_rows(lm, rows, ds.pairs, cfg.data.seed, batch_size=cfg.batch_size,
                              extra_tokens=cfg.extra_tokens)
         records += [{"split": split, **r} for r in recs]
         metrics[split] = summarise(recs)
+    ppl = heldout_perplexity(lm)  # did finetuning damage the model? (perplexity.json)
     with atomic_dir(folder) as tmp:
         (tmp / "records.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        (tmp / "perplexity.json").write_text(json.dumps(ppl, indent=1) + "\n")
     return metrics
 
 
