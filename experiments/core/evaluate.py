@@ -206,7 +206,7 @@ HELDOUT_PROSE = Path(__file__).resolve().parents[1] / "data" / "heldout_prose.tx
 
 def heldout_perplexity(lm: LoadedModel, batch_size: int = 8) -> dict[str, Any]:
     """Perplexity of ``lm`` on the shipped held-out prose (``experiments/data/heldout_prose.txt``,
-    about 1,900 tokens, 256-token windows; :func:`interp.perplexity.text_perplexity`): measured
+    1,793 SmolLM2 tokens, 256-token windows; :func:`interp.perplexity.text_perplexity`): measured
     before and after finetuning, a large rise says the finetuned model is damaged."""
     from interp.perplexity import text_perplexity
 
