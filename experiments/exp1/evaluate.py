@@ -20,7 +20,10 @@ module declares the items and the metrics. For every evaluated test file (subset
   ``normalised_rank`` is the fraction of the other names that score below the correct one
   (ties count half): 1 = top, 0.5 = chance. Per cell: the mean over facts with a t-based 95%
   CI and the t-test against 0.5, and top-1 (the correct name above every other) with a
-  Wilson 95% CI over facts.
+  Wilson 95% CI over facts;
+- the in-context control (``EvalConfig.in_context``): each reverse cell again, its prompts
+  after a sentence that states the fact in its trained order (``IN_CONTEXT_CELLS``);
+- the model's perplexity on the shipped held-out prose (``EvalConfig.perplexity``).
 
 Example::
 
