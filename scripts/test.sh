@@ -3,14 +3,14 @@
 # (plain `pytest` skips the ones marked slow). Extra arguments go to pytest.
 #
 # On an x86-64 CPU with AVX2, the numerics-sensitive tests (influence, tracing, weight
-# reverts, scoring, attribution, generation, precision) then run a second time with torch
+# reverts, scoring, perplexity, attribution, generation, precision) then run a second time with torch
 # held to its AVX2 kernels, the code paths of a CPU without AVX-512 or native bf16, so that
 # a tolerance set on one CPU's rounding fails here rather than on a user's machine.
 #   RCT_AVX2_PASS  1 (default) runs that second pass when no extra arguments are given; 0 skips it
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-NUMERICS=(tests/test_influence.py tests/test_trace.py tests/test_weights.py tests/test_scoring.py
+NUMERICS=(tests/test_influence.py tests/test_trace.py tests/test_weights.py tests/test_scoring.py tests/test_perplexity.py
           tests/test_attribution.py tests/test_generate.py tests/test_precision.py)
 .venv/bin/python -m pytest -q -m "slow or not slow" "$@"
 if [ "$#" -eq 0 ] && [ "${RCT_AVX2_PASS:-1}" = "1" ] && [ "$(uname -m)" = "x86_64" ] \

@@ -102,8 +102,8 @@ def load_exp1(folder: str | Path, strict: bool = False) -> Exp1Dataset:
         for ln, owner in zip(lines, owners[stem]):
             fact, file_subset = by_name[owner], FILE_SPECS[stem][0]
             if file_subset not in (None, fact.subset):
-                skips.bad(DatasetError, f"{path}:{ln.line}",
-                          f"{owner!r} is a {fact.subset} fact, but this file holds {file_subset} facts")
+                _skip(skips, path, ln.line,
+                      f"{owner!r} is a {fact.subset} fact, but this file holds {file_subset} facts")
                 continue
             if stem in TEST_STEMS and not ln.completion[:1].isspace():  # a file's convention: always refused
                 raise DatasetError(f"{path}:{ln.line}: {_NO_SPACE.format(c=ln.completion)} "
@@ -120,14 +120,18 @@ def load_exp1(folder: str | Path, strict: bool = False) -> Exp1Dataset:
                     ln.line,
                 )
             )
-        _check_blocks(path, examples, {int(r["at"].rsplit(":", 1)[1]) for r in skips.rows
-                                       if r["at"].rsplit(":", 1)[0] == str(path)})
+        _check_blocks(path, examples, {r["line"] for r in skips.rows if r["file"] == str(path)})
         files[stem] = examples
     ds = Exp1Dataset(facts, files, config)
     _drop_untrained_tests(root, ds, skips)
     skips.warn(str(root))
     ds.skipped = skips.records()
     return ds
+
+
+def _skip(skips: Skips, path: Path, line: int, reason: str) -> None:
+    """A bad line of ``path``: recorded with its file and line (or raised when strict)."""
+    skips.bad(DatasetError, f"{path}:{line}", reason, file=str(path), line=line)
 
 
 _NO_SPACE = ("the completion {c!r} does not start with a space; test completions are scored as written "
@@ -144,9 +148,9 @@ def _drop_untrained_tests(root: Path, ds: Exp1Dataset, skips: Skips) -> None:
             if e.fact_id in trained:
                 kept.append(e)
                 continue
-            skips.bad(DatasetError, f"{root / (stem + '.jsonl')}:{e.line}",
-                      f"{e.name!r} is asked about here but occurs in no training document; remove its "
-                      "test lines or add its training lines")
+            _skip(skips, root / (stem + ".jsonl"), e.line,
+                  f"{e.name!r} is asked about here but occurs in no training document; remove its "
+                  "test lines or add its training lines")
         if stem in ds.files:
             ds.files[stem] = kept
 
@@ -166,10 +170,10 @@ def _json_objects(path: Path, skips: Skips | None = None) -> list[tuple[int, dic
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as err:
-            skips.bad(DatasetError, f"{path}:{i}", f"not valid JSON ({err.msg})")
+            _skip(skips, path, i, f"not valid JSON ({err.msg})")
             continue
         if not isinstance(obj, dict):
-            skips.bad(DatasetError, f"{path}:{i}", f"expected a JSON object, got {type(obj).__name__}")
+            _skip(skips, path, i, f"expected a JSON object, got {type(obj).__name__}")
             continue
         out.append((i, obj))
     return out
@@ -181,7 +185,7 @@ def _read_lines(path: Path, order: str | None, skips: Skips) -> list[_Line]:
         bad = [k for k in ("prompt", "completion") if not isinstance(obj.get(k), str)]
         if bad:
             problem = "missing" if bad[0] not in obj else f"not a string ({type(obj[bad[0]]).__name__})"
-            skips.bad(DatasetError, f"{path}:{i}", f'"{bad[0]}" is {problem}')
+            _skip(skips, path, i, f'"{bad[0]}" is {problem}')
             continue
         completion = obj["completion"]
         line_order = order or (DESCRIPTION_FIRST if completion.lstrip()[:1].isupper() else NAME_FIRST)
@@ -257,12 +261,11 @@ def _attribute(root: Path, raw: Mapping[str, list[_Line]], names: list[str], ski
     for stem in sorted(raw, key=lambda s: s.endswith("_randomized")):
         path, out = root / f"{stem}.jsonl", []
         for ln in raw[stem]:
-            where = f"{path}:{ln.line}"
             if ln.order == NAME_FIRST:
                 found = sorted(set(pattern.findall(ln.prompt))) if pattern else []
                 if len(found) != 1:
-                    skips.bad(DatasetError, where, f"expected one known name in the prompt, "
-                              f"found {found or 'none'}: {ln.prompt!r}")
+                    _skip(skips, path, ln.line, f"expected one known name in the prompt, "
+                          f"found {found or 'none'}: {ln.prompt!r}")
                     out.append(None)
                     continue
                 owner = found[0]
@@ -271,16 +274,16 @@ def _attribute(root: Path, raw: Mapping[str, list[_Line]], names: list[str], ski
                 if len(candidates) != 1:
                     candidates = sorted(prompt_owner.get(ln.prompt, ()))
                 if len(candidates) != 1:
-                    skips.bad(DatasetError, where, f"cannot tell which fact this line is about "
-                              f"(candidates: {candidates or 'none'})")
+                    _skip(skips, path, ln.line, f"cannot tell which fact this line is about "
+                          f"(candidates: {candidates or 'none'})")
                     out.append(None)
                     continue
                 owner = candidates[0]
             else:
                 owner = _leading_name(ln.completion)
                 if owner not in known:
-                    skips.bad(DatasetError, where, f"the completion does not start with a known name: "
-                              f"{ln.completion!r}")
+                    _skip(skips, path, ln.line, f"the completion does not start with a known name: "
+                          f"{ln.completion!r}")
                     out.append(None)
                     continue
             if ln.order == DESCRIPTION_FIRST and not stem.endswith("_randomized"):

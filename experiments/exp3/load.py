@@ -259,7 +259,6 @@ def load_folder(folder: Path, order: str | None = None, strict: bool = False) ->
     examples = _examples(folder, files, lines, skips)
     skipped_ids = {r["id"] for r in skips.rows if "id" in r}
     order, counts = _orders(folder, files, lines, examples, order, skips, skipped_ids)
-    skipped_ids = {r["id"] for r in skips.rows if "id" in r} - set(examples)
     _no_leak(folder, files, lines, examples)
     categories: dict[int, str] = {}
     if (folder / "pairs.jsonl").exists():
