@@ -1,0 +1,124 @@
+"""Intervals that hold their coverage at the sizes of this toolkit's analyses (20-30 facts, 1-3
+seeds), family-wise tests over layers, and equivalence bounds.
+
+- :func:`crossed_t_interval`: the mean of a ``[seed, fact]`` table with a t interval whose
+  variance counts both sources, ``s2_fact / F + s2_seed / S + s2_resid / (S F)`` (estimated
+  from the two-way mean squares, unbiased; Satterthwaite degrees of freedom). With one seed it
+  is the ordinary t interval over facts. Measured coverage at 3 seeds x 20 facts (fact sd 1.5,
+  noise sd 1): 95.5% without a seed effect, 94.5% with seed sd 0.5, 93% at 1.0, 92.5% at 2.0
+  (three seeds estimate the seed term with 2 degrees of freedom).
+  (A BCa bootstrap resampling seeds, then facts, was tried and not kept: with 3 seeds it
+  covered 81% in the simulation of the tests' crossed population, and 93% with one seed.)
+- :func:`maxt_family`: per-column (layer) means with t intervals, and family-wise p-values and
+  simultaneous 95% intervals over all columns from the maximum |t| under random sign flips of
+  whole facts (Westfall and Young's max-T): a peak picked among 30 layers is tested as one.
+- :func:`tost`: two one-sided t-tests: "the mean lies within +-margin" at level 0.05, and the
+  smallest margin the data can exclude (the 90% interval's farther end).
+
+``tests/test_intervals.py`` checks the coverage by simulation at n = 20.
+
+Example::
+
+    crossed_t_interval([[0.2, 0.5, 0.1, 0.4]])            # one seed, four facts
+    maxt_family(np.random.default_rng(0).normal(size=(20, 30)))["p_family"]
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+from scipy import stats
+
+
+def _table(values: Any) -> np.ndarray:
+    x = np.asarray(values, dtype=float)
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2 or x.shape[1] < 2:
+        raise ValueError(f"expected a [seed, fact] table with at least 2 facts, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("the table has non-finite values (a fact missing in a seed?)")
+    return x
+
+
+def crossed_t_interval(values: Any, level: float = 0.95) -> dict[str, float | int]:
+    """Mean of a ``[seed, fact]`` table (or one row of facts) with a t interval; see the module
+    docstring. Returns ``mean``, ``ci_low``, ``ci_high``, ``se``, ``df``, ``n_seeds``, ``n_facts``,
+    ``p`` (two-sided, against 0)."""
+    x = _table(values)
+    S, F = x.shape
+    m = float(x.mean())
+    if S == 1:
+        var, df = float(x.var(ddof=1)) / F, float(F - 1)
+    else:
+        fact_m, seed_m = x.mean(0), x.mean(1)
+        ms_f = S * float(((fact_m - m) ** 2).sum()) / (F - 1)
+        ms_s = F * float(((seed_m - m) ** 2).sum()) / (S - 1)
+        resid = x - fact_m[None] - seed_m[:, None] + m
+        ms_e = float((resid ** 2).sum()) / ((S - 1) * (F - 1))
+        terms = [(ms_f, F - 1), (ms_s, S - 1), (-ms_e, (S - 1) * (F - 1))]
+        var = sum(t for t, _ in terms) / (S * F)
+        if var <= 0:  # the estimate can go negative by chance: fall back to the fact term alone
+            var, terms = ms_f / (S * F), [(ms_f, F - 1)]
+        df = sum(t for t, _ in terms) ** 2 / sum(t * t / d for t, d in terms)
+    se = math.sqrt(max(var, 0.0))
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
+    p = float(2 * stats.t.sf(abs(m) / se, df)) if se > 0 else (1.0 if m == 0 else 0.0)
+    return {"mean": m, "ci_low": m - half, "ci_high": m + half, "se": se, "df": float(df),
+            "n_seeds": S, "n_facts": F, "p": p}
+
+
+def maxt_family(values: Any, n_perm: int = 5000, level: float = 0.95, seed: int = 0
+                ) -> dict[str, Any]:
+    """Columns of ``values`` ``[fact, column]`` (e.g. one effect per layer): per-column mean, t
+    interval, unadjusted p; and the family-wise p-value of each column and simultaneous
+    intervals over all columns, from the distribution of ``max |t|`` when every fact's row is
+    multiplied by a random sign (the null of a symmetric zero-mean effect at every column).
+    Columns with no spread get t = 0 (mean 0) or +-inf. Returns lists, one entry per column,
+    plus ``argmax`` (the column of the largest mean) and ``crit`` (the max-|t| quantile)."""
+    x = np.asarray(values, dtype=float)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"maxt_family: expected [fact, column] with at least 2 facts, got {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("maxt_family: non-finite values")
+    n, k = x.shape
+
+    def tstat(v: np.ndarray) -> np.ndarray:  # v: [..., n, k]
+        m, sd = v.mean(-2), v.std(-2, ddof=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = m / (sd / math.sqrt(n))
+        return np.where(sd > 0, t, np.where(m == 0, 0.0, np.sign(m) * np.inf))
+
+    t_obs = tstat(x)
+    rng = np.random.default_rng(seed)
+    flips = rng.choice([-1.0, 1.0], size=(n_perm, n, 1))
+    max_null = np.abs(tstat(flips * x[None])).max(-1)  # [perm]
+    crit = float(np.quantile(max_null, level))
+    p_family = [float((1 + (max_null >= abs(t)).sum()) / (n_perm + 1)) for t in t_obs]
+    m, se = x.mean(0), x.std(0, ddof=1) / math.sqrt(n)
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * se
+    return {"mean": m.tolist(), "ci_low": (m - half).tolist(), "ci_high": (m + half).tolist(),
+            "p": [float(2 * stats.t.sf(abs(t), n - 1)) for t in t_obs], "t": t_obs.tolist(),
+            "p_family": p_family, "sim_low": (m - crit * se).tolist(), "sim_high": (m + crit * se).tolist(),
+            "crit": crit, "argmax": int(np.argmax(m)), "n": n, "n_perm": n_perm}
+
+
+def tost(values: Sequence[float], margin: float, alpha: float = 0.05) -> dict[str, float | bool]:
+    """Equivalence of the mean of ``values`` (one per fact) to 0 within ``+-margin``: two
+    one-sided t-tests at ``alpha``. ``equivalent`` when both reject; ``bound`` is the smallest
+    margin the data exclude at this level (the farther end of the ``1 - 2 alpha`` t interval)."""
+    x = np.asarray(values, dtype=float)
+    n = x.size
+    if n < 2 or not margin > 0:
+        raise ValueError(f"tost: expected >= 2 values and a positive margin, got n={n}, margin={margin}")
+    m, se = float(x.mean()), float(x.std(ddof=1)) / math.sqrt(n)
+    if se == 0:
+        p = 0.0 if abs(m) < margin else 1.0
+        return {"mean": m, "margin": margin, "p": p, "equivalent": p < alpha, "bound": abs(m)}
+    p_low = float(stats.t.sf((m + margin) / se, n - 1))   # H0: mean <= -margin
+    p_high = float(stats.t.cdf((m - margin) / se, n - 1))  # H0: mean >= margin
+    half = float(stats.t.ppf(1 - alpha, n - 1)) * se
+    return {"mean": m, "margin": margin, "p": max(p_low, p_high), "equivalent": max(p_low, p_high) < alpha,
+            "bound": max(abs(m - half), abs(m + half))}
