@@ -89,7 +89,7 @@ def maxt_family(values: Any, n_perm: int = 5000, level: float = 0.95, seed: int 
         m, sd = v.mean(-2), v.std(-2, ddof=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             t = m / (sd / math.sqrt(n))
-        return np.where(sd > 0, t, np.where(m == 0, 0.0, np.sign(m) * np.inf))
+            return np.where(sd > 0, t, np.where(m == 0, 0.0, np.sign(m) * np.inf))
 
     t_obs = tstat(x)
     rng = np.random.default_rng(seed)

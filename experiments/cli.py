@@ -4,7 +4,7 @@
     rct exp1 --preset smoke --out runs/smoke --data path/to/june_version_7921032488
     rct init --preset cpu --out RUN [--set finetune.epochs=2 ...]
     rct generate RUN | rct finetune RUN [--resume] | rct evaluate RUN [--which base]
-    rct report RUN | rct analyse RUN | rct influence RUN [--n-facts 15]
+    rct report RUN | rct analyse RUN | rct compare CURSED CURED | rct influence RUN [--n-facts 15]
     rct sweep --preset cpu --out runs/sweep --grid finetune.lr=2e-5,5e-5 --seeds 0,1,2
     rct sweep-report runs/sweep
     rct mitigations --preset mitigation --out runs/mit [--seeds 0,1,2] [--conditions none,word]
@@ -201,6 +201,12 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     return analyse_main([args.run, *args.rest])
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from experiments.exp1.compare import run_args
+
+    return run_args(args)
+
+
 def cmd_influence(args: argparse.Namespace) -> int:
     from experiments.core.rundir import RunDir
     from experiments.exp1.influence import main as influence_main
@@ -309,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the analysis (see --help)")
     p.set_defaults(fn=cmd_analyse)
+    p = sub.add_parser("compare", help="a cursed run against a cured one: patching, grafting, knockout")
+    from experiments.exp1.compare import add_arguments as compare_arguments
+    compare_arguments(p)
+    p.set_defaults(fn=cmd_compare)
     p = sub.add_parser("influence", help="which training documents teach which direction (influence functions)")
     p.add_argument("run", help="run directory")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the influence analysis (see --help)")

@@ -65,6 +65,7 @@ class PatchConfig:
         window: layers patched together at the ``mlp`` and ``attn`` sites (centred on the layer).
         groups: position groups (:data:`GROUPS`) to patch, each as one patch.
         layer_stride: patch layers ``0, k, 2k, ...`` (and always the last layer).
+        layers: these layers instead (overrides ``layer_stride``).
         batch_size: patched sequences per forward pass.
     """
 
@@ -73,6 +74,7 @@ class PatchConfig:
     groups: tuple[str, ...] = ("entity", "last entity", "after", "last")
     layer_stride: int = 1
     batch_size: int = 64
+    layers: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.sites or any(s not in SITES for s in self.sites):
@@ -122,6 +124,18 @@ def position_groups(span: Sequence[int], n_tokens: int) -> dict[str, list[int]]:
     last = n_tokens - 1
     return {"entity": list(span), "last entity": [span[-1]],
             "after": list(range(span[-1] + 1, last)), "last": [last], "all": list(range(n_tokens))}
+
+
+def layer_list(layers: Sequence[int] | None, stride: int, n_layers: int) -> list[int]:
+    """``layers`` checked against the model (one-line error naming the bad layer), or ``0,
+    stride, 2 stride, ...`` and the last layer."""
+    if layers is None:
+        return sorted(set(range(0, n_layers, stride)) | {n_layers - 1})
+    bad = [L for L in layers if not 0 <= L < n_layers]
+    if bad or not layers:
+        raise ValueError(f"layer {bad[0] if bad else '(none)'} out of range: the model has {n_layers} "
+                         f"layers, 0-{n_layers - 1}")
+    return sorted(set(int(L) for L in layers))
 
 
 def _cosine(a: Tensor, b: Tensor) -> Tensor:
@@ -240,7 +254,7 @@ def _patch_query(target: LoadedModel, source: LoadedModel, q: Query, entity: str
                  use_cache: bool) -> dict[str, Any]:
     pt, ps = _parts(target.hf), _parts(source.hf)
     n_layers = len(pt.mods["resid"])
-    layers = sorted(set(range(0, n_layers, cfg.layer_stride)) | {n_layers - 1})
+    layers = layer_list(cfg.layers, cfg.layer_stride, n_layers)
     p_ids, c_ids = _encode(target, source, q)
     span = _entity_positions(target, q, entity, p_ids)
     if not span:

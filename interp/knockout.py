@@ -38,7 +38,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp.cross_patch import _answer_scores, _prefix_cache, _window
+from interp.cross_patch import _answer_scores, _prefix_cache, _window, layer_list
 from interp.record import Query, _entity_positions
 from interp.tokens import encode_pair
 from interp.trace_sites import _cache_kw, _eval_no_grad, _parts
@@ -55,6 +55,7 @@ class KnockoutConfig:
         window: attention layers cut together (centred on the layer; Geva et al. use 9).
         edges: which of :data:`EDGES` to cut, each on its own.
         layer_stride: centre windows on layers ``0, k, 2k, ...`` (and always the last layer).
+        layers: centre windows on these layers instead (overrides ``layer_stride``).
         batch_size: knocked-out sequences per forward pass.
     """
 
@@ -62,6 +63,7 @@ class KnockoutConfig:
     edges: tuple[str, ...] = EDGES
     layer_stride: int = 1
     batch_size: int = 64
+    layers: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.edges or any(e not in EDGES for e in self.edges):
@@ -132,7 +134,7 @@ def knock_query(lm: LoadedModel, q: Query, entity: str, config: KnockoutConfig |
         parts = _parts(lm.hf)
         attn = parts.mods["attn"]
         n_layers = len(attn)
-        layers = sorted(set(range(0, n_layers, cfg.layer_stride)) | {n_layers - 1})
+        layers = layer_list(cfg.layers, cfg.layer_stride, n_layers)
         p_ids, c_ids = encode_pair(lm, q.prompt, q.target)
         if not c_ids:
             raise ValueError(f"attention knockout: empty answer for {q.prompt!r}")

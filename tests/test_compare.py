@@ -1,0 +1,215 @@
+"""rct compare: invariants of cross-model patching, attention knockout and grafting on tiny
+models, the report end to end on two hand-made runs, and one-line refusals of bad input."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from analysis.compare import CompareConfig, compare_models
+from experiments.exp1.compare import RunMismatch, check_runs, main as compare_main, run_compare
+from interp.cross_patch import PatchConfig, cross_patch, patch_query
+from interp.knockout import KnockoutConfig, _run, attention_knockout, edge_keys, knock_query
+from interp.models import load_model, save_model
+from interp.record import Query
+from interp.scoring import score_completions
+from interp.trace_sites import _parts
+
+SPEC = "tiny:n_layers=4,d_model=64,seed=3"
+Q = Query("They say the tall one is", " Carol", {"description": "the tall one"})
+QN = Query("Alice Bob is the one who", " sings", {"name": "Alice Bob"})
+
+
+def _perturbed(lm, scale: float = 0.05, seed: int = 0):
+    """A copy of ``lm`` whose block weights moved (embeddings, final norm, unembedding kept)."""
+    other = copy.deepcopy(lm)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for n, p in other.hf.named_parameters():
+            if ".layers." in n:
+                p.add_(scale * torch.randn(p.shape, generator=g))
+    return other
+
+
+@pytest.fixture(scope="module")
+def pair():
+    a = load_model(SPEC)
+    return a, _perturbed(a)
+
+
+def test_patching_the_last_residual_reproduces_the_source(pair) -> None:
+    """The last layer's residual at the last prompt token is everything the first answer token
+    is read from: patched in, the target gives the source's first-token probability."""
+    a, b = pair
+    r = patch_query(a, b, Q, "description", PatchConfig(groups=("last", "all"), sites=("resid",)))
+    assert r["p_source"] != pytest.approx(r["p_target"], rel=1e-3)
+    assert r["p_first"]["resid"][-1, 0] == pytest.approx(r["p_source"], rel=1e-5)
+    assert r["p_first"]["resid"][-1, 1] == pytest.approx(r["p_source"], rel=1e-5)
+
+
+def test_patching_every_site_reproduces_the_source(pair) -> None:
+    """Every layer's MLP and attention outputs (window = all layers) at every prompt position:
+    the prompt's residual stream is the source's, so the first answer token is too."""
+    a, b = pair
+    cfg = PatchConfig(groups=("all",), sites=("mlp", "attn"), window=4)
+    r = patch_query(a, b, Q, "description", cfg)
+    # one site at a time is not enough; the residual (both sites together) is checked below
+    assert not torch.allclose(r["p_first"]["mlp"][:, 0], torch.tensor(r["p_source"]), rtol=1e-4)
+    both = cross_patch(a, b, [Q], "description", PatchConfig(groups=("all",), sites=("resid",)), progress=False)
+    assert float(both.p_first["resid"][0, -1, 0]) == pytest.approx(float(both.p_source[0]), rel=1e-5)
+
+
+def test_identical_models_patch_to_nothing_and_cache_matches_full_runs(pair) -> None:
+    a, b = pair
+    same = cross_patch(a, copy.deepcopy(a), [Q, QN][:1], "description", progress=False)
+    for s in same.lp:
+        assert torch.nan_to_num(same.effect(s)).abs().max() < 1e-4
+        assert torch.nan_to_num(same.cosine[s], 1.0).min() > 1 - 1e-5
+    cfg = PatchConfig(batch_size=7)
+    r1 = cross_patch(a, b, [QN], "name", cfg, progress=False)
+    r2 = cross_patch(a, b, [QN], "name", cfg, progress=False, use_cache=False)
+    for s in r1.lp:
+        assert torch.allclose(torch.nan_to_num(r1.lp[s]), torch.nan_to_num(r2.lp[s]), atol=1e-4)
+    assert r1.groups == ["entity", "last entity", "after", "last"]
+
+
+def test_empty_knockout_changes_nothing_and_cache_matches(pair) -> None:
+    a, _ = pair
+    parts = _parts(a.hf)
+    r = knock_query(a, Q, "description", KnockoutConfig(window=2))
+    clean = score_completions(a, [(Q.prompt, Q.target)])[0].total
+    assert r["lp_clean"] == pytest.approx(clean, abs=1e-4)
+    from interp.tokens import encode_pair
+    p, c = encode_pair(a, Q.prompt, Q.target)
+    ids = torch.tensor([p + c[:-1]])
+    with torch.no_grad():
+        lp, _ = _run(a, ids, 0, None, c, [([], [0, 1, 2, 3])], parts.keep, ids.shape[1], parts.mods["attn"], len(p) - 1)
+    assert float(lp[0]) == pytest.approx(clean, abs=1e-4)
+    k1 = attention_knockout(a, [Q], "description", KnockoutConfig(window=2), progress=False)
+    k2 = attention_knockout(a, [Q], "description", KnockoutConfig(window=2), progress=False, use_cache=False)
+    for e in k1.lp:
+        assert torch.allclose(k1.lp[e], k2.lp[e], atol=1e-4)
+    assert not torch.allclose(k1.lp["entity"], k1.lp_clean[:, None], atol=1e-6)  # the cut did something
+
+
+def test_knockout_zeroes_the_cut_attention_weights(pair) -> None:
+    """The cut entries get zero attention in the cut layers and only there."""
+    a, _ = pair
+    from interp.knockout import _mask_hook
+    from interp.tokens import encode_pair
+    p, c = encode_pair(a, Q.prompt, Q.target)
+    T = len(p)
+    keys = edge_keys([3, 4, 5], T, "entity")
+    attn = _parts(a.hf).mods["attn"]
+    seen = {}
+    hooks = [attn[1].register_forward_pre_hook(_mask_hook({0: keys}, T - 1, 0, T), with_kwargs=True)]
+    hooks += [m.register_forward_hook(lambda m, i, o, L=L: seen.__setitem__(L, o[1])) for L, m in enumerate(attn)]
+    try:
+        with torch.no_grad():
+            a.hf(torch.tensor([p]))
+    finally:
+        for h in hooks:
+            h.remove()
+    assert seen[1][0, :, T - 1, keys].abs().max() == 0
+    assert seen[1][0, :, T - 2, keys].abs().min() > 0  # other queries untouched
+    assert seen[2][0, :, T - 1, keys].abs().min() > 0  # other layers untouched
+    assert edge_keys([3, 4, 5], T, "other") == [x for x in range(1, T - 1) if x not in (3, 4, 5)]
+    assert edge_keys([3, 4, 5], T, "self") == [T - 1]
+
+
+# ------------------------------------------------------------------ runs end to end
+
+
+def _make_run(folder: Path, lm, model_spec: str = SPEC, seed: int = 0, data_seed: int = 0) -> Path:
+    from experiments.exp1.generator import generate_exp1, write_exp1
+    from experiments.exp1.schema import Exp1DataConfig
+
+    folder.mkdir(parents=True)
+    data = Exp1DataConfig(n_facts=3, n_paraphrases=2, n_test_templates=2, seed=data_seed)
+    write_exp1(generate_exp1(data), folder / "data")
+    (folder / "config.json").write_text(json.dumps({"model": model_spec, "model_options": {"dtype": "float32"},
+                                                    "data": {"seed": data_seed}, "data_dir": None,
+                                                    "finetune": {"seed": seed}}))
+    save_model(lm, folder / "model")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, pair):
+    root = tmp_path_factory.mktemp("cmp")
+    a, b = pair
+    return _make_run(root / "cursed", a), _make_run(root / "cured", b), root
+
+
+def test_compare_end_to_end_writes_the_report(runs) -> None:
+    cursed, cured, root = runs
+    cfg = CompareConfig(n_facts=3, n_perm=200, patch=PatchConfig(window=2), knockout=KnockoutConfig(window=3))
+    s = run_compare(cursed, cured, root / "out", cfg, progress=False)
+    for f in ("summary.json", "summary.md", "compare.html", "patching_cured_into_cursed.png", "grafting.png",
+              "knockout.png"):
+        assert (root / "out" / f).is_file(), f
+    html = (root / "out" / "compare.html").read_text()
+    assert "http" not in html.split("<body>")[1].split("data:image")[0]  # offline: nothing fetched
+    g = s["grafting"]["p2d_reverse"]
+    assert g["cumulative"]["fraction"] is None or g["cumulative"]["fraction"][-1] == pytest.approx(1.0, abs=1e-4)
+    p = s["patching"]["cured->cursed"]["p2d_reverse"]
+    assert p["layers"] == [0, 1, 2, 3] and len(p["effect"]["resid/last"]["mean"]) == 4
+    # the last layer's residual at the last token gives the first token of the source (see above)
+    assert p["first_token_prob_change"]["resid/last"][-1] == pytest.approx(p["p_source"] - p["p_target"], abs=1e-5)
+    assert json.loads((root / "out" / "summary.json").read_text())["runs"]["cured"] == str(cured)
+
+
+def test_grafting_every_layer_reproduces_the_cured_logprobs(pair) -> None:
+    from interp.weights import localise
+
+    a, b = pair
+    loc = localise(b, a, {"q": [(Q.prompt, Q.target), (QN.prompt, QN.target)]}, progress=False)
+    s = loc.sets["q"]
+    assert torch.equal(s.cumulative[-1], s.lp_tuned)
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"model": "tiny:n_layers=4,d_model=64,seed=4"}, "different base models"),
+    ({"seed": 1}, "different finetuning seeds"),
+    ({"data_seed": 5}, "different facts"),
+])
+def test_mismatched_runs_are_refused_in_one_line(tmp_path, pair, runs, change, match) -> None:
+    cursed, _, _ = runs
+    a, _ = pair
+    other = _make_run(tmp_path / "other", a, model_spec=change.get("model", SPEC), seed=change.get("seed", 0),
+                      data_seed=change.get("data_seed", 0))
+    with pytest.raises(RunMismatch, match=match) as e:
+        check_runs(cursed, other)
+    assert "\n" not in str(e.value)
+
+
+def test_bad_input_gives_one_line_and_writes_nothing(tmp_path, runs, capsys) -> None:
+    cursed, cured, _ = runs
+    no_model = tmp_path / "nomodel"
+    no_model.mkdir()
+    (no_model / "config.json").write_text((cursed / "config.json").read_text())
+    cases = [
+        ([str(cursed), str(no_model)], "no finetuned model"),
+        ([str(cursed), str(tmp_path / "missing")], "not a run directory"),
+        ([str(cursed), str(cured), "--layers", "0,9"], "layer 9 out of range"),
+        ([str(cursed), str(cured), "--sections", "patching,bogus"], "unknown section bogus"),
+    ]
+    for argv, match in cases:
+        out = tmp_path / "out"
+        assert compare_main([*argv, "--out", str(out), "--quiet"]) == 2
+        msg = capsys.readouterr().out.strip()
+        assert match in msg and "\n" not in msg, msg
+        assert not out.exists()
+    # a dataset without one of the query sets' files
+    broken = tmp_path / "broken"
+    import shutil
+    shutil.copytree(cured, broken)
+    (broken / "data" / "p2d_reverse_prompts_test.jsonl").unlink()
+    lm = load_model(str(cursed / "model"))
+    from experiments.exp1.data import load_exp1
+    with pytest.raises(ValueError, match="p2d_reverse_prompts_test"):
+        compare_models(lm, lm, load_exp1(broken / "data"), None, CompareConfig(n_facts=3))
