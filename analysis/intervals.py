@@ -9,6 +9,9 @@ seeds), family-wise tests over layers, and equivalence bounds.
   (three seeds estimate the seed term with 2 degrees of freedom).
   (A BCa bootstrap resampling seeds, then facts, was tried and not kept: with 3 seeds it
   covered 81% in the simulation of the tests' crossed population, and 93% with one seed.)
+- :func:`t_mean_ci`: per-column t intervals over facts (NaN rows dropped per column), in the
+  shape of :func:`analysis.stats.bootstrap_mean_ci`, which it replaces in the causal analysis
+  (a percentile bootstrap over 5-6 facts covers 72-84%, not 95%).
 - :func:`maxt_family`: per-column (layer) means with t intervals, and family-wise p-values and
   simultaneous 95% intervals over all columns from the maximum |t| under random sign flips of
   whole facts (Westfall and Young's max-T): a peak picked among 30 layers is tested as one.
@@ -68,6 +71,33 @@ def crossed_t_interval(values: Any, level: float = 0.95) -> dict[str, float | in
     p = float(2 * stats.t.sf(abs(m) / se, df)) if se > 0 else (1.0 if m == 0 else 0.0)
     return {"mean": m, "ci_low": m - half, "ci_high": m + half, "se": se, "df": float(df),
             "n_seeds": S, "n_facts": F, "p": p}
+
+
+def t_mean_ci(values: Any, level: float = 0.95) -> dict[str, Any]:
+    """Mean over the first axis (one row per fact) with a t interval per column; NaN rows are
+    dropped per column. The same keys as :func:`analysis.stats.bootstrap_mean_ci` (``mean``,
+    ``low``, ``high``: lists for multi-dimensional input, floats for one value per fact, None
+    where a column has fewer than 2 finite values; ``n``), plus ``interval: "t"``."""
+    x = np.asarray(values, dtype=float)
+    if x.shape[0] == 0:
+        raise ValueError("t_mean_ci: no values")
+    scalar = x.ndim == 1
+    x2 = x.reshape(x.shape[0], -1)
+    mean, low, high = (np.full(x2.shape[1], np.nan) for _ in range(3))
+    for j in range(x2.shape[1]):
+        col = x2[:, j][np.isfinite(x2[:, j])]
+        if col.size:
+            mean[j] = col.mean()
+        if col.size >= 2:
+            half = stats.t.ppf(0.5 + level / 2, col.size - 1) * col.std(ddof=1) / math.sqrt(col.size)
+            low[j], high[j] = mean[j] - half, mean[j] + half
+
+    def out(a: np.ndarray) -> Any:
+        vals = [None if not np.isfinite(v) else float(v) for v in a]
+        if scalar:
+            return vals[0]
+        return np.array(vals, dtype=object).reshape(x.shape[1:]).tolist()
+    return {"mean": out(mean), "low": out(low), "high": out(high), "n": int(x.shape[0]), "interval": "t"}
 
 
 def maxt_family(values: Any, n_perm: int = 5000, level: float = 0.95, seed: int = 0

@@ -14,7 +14,7 @@ compared with the base model's:
 each layer's attention and MLP outputs, at every prompt token, summed over ``d_model`` and
 grouped by position category (before the entity, entity tokens, after, last token).
 
-Every mean comes with a 95% bootstrap CI over facts (:func:`analysis.stats.bootstrap_mean_ci`).
+Every mean comes with a 95% t interval over facts (:func:`analysis.intervals.t_mean_ci`).
 
 Example::
 
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from analysis.query_sets import QuerySet
-from analysis.stats import bootstrap_mean_ci
+from analysis.intervals import t_mean_ci
 from interp.hooks import layer_hooks
 from interp.record import Recording, record
 from interp.trace import _categories
@@ -103,28 +103,28 @@ def key_value(tuned: LoadedModel, base: LoadedModel, qs: QuerySet, baseline: Que
     change = ((a_ft - a_b).norm(dim=-1) / a_b.norm(dim=-1).clamp_min(1e-12)).numpy()  # [n, L]
     out: dict[str, Any] = {"set": qs.name, "entity": qs.entity, "direction": qs.direction,
                            "n_facts": len(set(facts)),
-                           "key_change": bootstrap_mean_ci(_per_fact(change, facts), n_boot, seed)}
+                           "key_change": t_mean_ci(_per_fact(change, facts))}
     if baseline is not None:
         u_ft, _ = _keys(record_storage(tuned, baseline, batch_size, False), baseline)
         u_b, _ = _keys(record_storage(base, baseline, batch_size, False), baseline)
         uc = ((u_ft - u_b).norm(dim=-1) / u_b.norm(dim=-1).clamp_min(1e-12)).numpy()
-        out["key_change_untrained"] = bootstrap_mean_ci(_per_fact(uc, facts), n_boot, seed)
+        out["key_change_untrained"] = t_mean_ci(_per_fact(uc, facts))
         diff = _per_fact(change, facts) - _per_fact(uc, facts)
-        out["key_change_minus_untrained"] = bootstrap_mean_ci(diff, n_boot, seed)
+        out["key_change_minus_untrained"] = t_mean_ci(diff)
     for label, a, g in (("finetuned", a_ft, g_ft), ("base", a_b, g_b)):
         gxa = _per_fact((a * g).numpy(), facts)  # [facts, L, d_mlp]
         mean = gxa.mean(0)  # [L, d_mlp]
         flat = np.argsort(mean.ravel())[::-1][:top_k]
         d_mlp = mean.shape[1]
         out[label] = {
-            "total": bootstrap_mean_ci(gxa.sum((1, 2)), n_boot, seed),
-            "by_layer": bootstrap_mean_ci(gxa.sum(2), n_boot, seed),
+            "total": t_mean_ci(gxa.sum((1, 2))),
+            "by_layer": t_mean_ci(gxa.sum(2)),
             "half_mass_neurons": half_mass_count(mean),
             "positive_mass": float(mean[mean > 0].sum()),
             "top_neurons": [{"layer": int(i // d_mlp), "neuron": int(i % d_mlp),
                              "mean": float(mean.ravel()[i]),
-                             **{k: v for k, v in bootstrap_mean_ci(
-                                 gxa[:, i // d_mlp, i % d_mlp], n_boot, seed).items() if k != "n"}}
+                             **{k: v for k, v in t_mean_ci(
+                                 gxa[:, i // d_mlp, i % d_mlp]).items() if k != "n"}}
                             for i in flat],
         }
     ft_top = [(e["layer"], e["neuron"]) for e in out["finetuned"]["top_neurons"]]
@@ -168,6 +168,6 @@ def position_attribution(lm: LoadedModel, qs: QuerySet, batch_size: int = 16, n_
                     vals[qi, L, POSITION_GROUPS.index(grp)] += g[r]
         per_fact = _per_fact(vals, facts)
         totals = per_fact.sum(1)  # [facts, groups]
-        out[site] = {"by_layer": bootstrap_mean_ci(per_fact, n_boot, seed),
-                     "by_group": bootstrap_mean_ci(totals, n_boot, seed)}
+        out[site] = {"by_layer": t_mean_ci(per_fact),
+                     "by_group": t_mean_ci(totals)}
     return out
