@@ -18,7 +18,7 @@ SET_LABELS = {
 
 
 def ci(d: Mapping[str, Any] | None, fmt: str = "{:.3g}", j: int | None = None) -> str:
-    """``mean [low, high]`` of a bootstrap dict (element ``j`` for per-layer lists)."""
+    """``mean [low, high]`` of an interval dict (element ``j`` for per-layer lists)."""
     if not d:
         return "-"
     vals = [d["mean"], d.get("low", d.get("ci_low")), d.get("high", d.get("ci_high"))]
@@ -34,7 +34,8 @@ def _tracing(t: Mapping[str, Any]) -> list[str]:
              f"{t['n_facts']} facts per set, one prompt each; noise {t['config']['noise']}x the embedding "
              f"SD, {t['config']['n_noise']} samples; MLP/attention windows of {t['config']['window']} "
              "layers. Peak = the layer with the largest mean indirect effect (restored minus corrupted "
-             "probability of the answer's first token), with its 95% CI over facts.", ""]
+             "probability of the answer's first token), with its 95% t interval over facts and, as p_fw, "
+             "its family-wise p over the traced layers (max-T, sign flips of facts).", ""]
     for label in ("finetuned", "base"):
         if label not in t:
             continue
@@ -44,7 +45,10 @@ def _tracing(t: Mapping[str, Any]) -> list[str]:
         for name, e in t[label].items():
             def peak(site: str, col: str) -> str:
                 p = e["peak"].get(site, {}).get(col)
-                return "-" if not p else f"L{p['layer']}: {p['mean']:.3g} [{p['low']:.3g}, {p['high']:.3g}]"
+                if not p:
+                    return "-"
+                fw = "" if p.get("p_family") is None else f", p_fw {p['p_family']:.2g}"
+                return f"L{p['layer']}: {p['mean']:.3g} [{p['low']:.3g}, {p['high']:.3g}]{fw}"
             lines.append(f"| {SET_LABELS.get(name, name)} | {ci(e['p_clean'])} | {ci(e['p_corrupt'])} | "
                          f"{peak('resid', 'last entity')} | {peak('mlp', 'last entity')} | {peak('attn', 'last')} |")
         lines.append("")
