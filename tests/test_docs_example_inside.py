@@ -11,7 +11,7 @@ import pytest
 import torch
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "inside-the-model.md"
-HEADINGS = ("Recording and direct logit attribution", "Causal tracing", "Weight-change localisation",
+HEADINGS = ("Recording and direct logit attribution", "Cursed against cured", "Causal tracing", "Weight-change localisation",
             "Probes", "Key-value storage", "Logit lens")
 
 
@@ -50,6 +50,15 @@ def test_dla_example(tmp_path, monkeypatch) -> None:
     s = run_block("Recording and direct logit attribution", tmp_path, monkeypatch)
     assert (s["dla"].total() - s["dla"].logit).abs().max() < 1e-4
     assert files_written(s["paths"])
+
+
+def test_compare_example(tmp_path, monkeypatch) -> None:
+    s = run_block("Cursed against cured", tmp_path, monkeypatch)
+    res, ko = s["res"], s["ko"]
+    eff = res.effect("mlp")[0]  # [layer, group]: the models differ from layer 1's MLP on
+    assert eff[1].abs().max() > 1e-4 and eff[0].abs().max() < 1e-5   # upstream of it nothing differs
+    assert float(res.cosine["mlp"][0, 0].min()) > 1 - 1e-5 and float(res.cosine["mlp"][0, 1].min()) < 1
+    assert ko.effect("entity").shape == (1, 3)
 
 
 def test_causal_tracing_example(tmp_path, monkeypatch) -> None:
