@@ -124,11 +124,16 @@ def tracing_section(models: dict[str, LoadedModel], sets: dict[str, QuerySet], c
         for name, qs in sets.items():
             tr = causal_trace(lm, qs.queries[: cfg.n_facts_trace], qs.entity, cfg.trace, progress)
             cat = {s: tr.by_category(s).numpy() for s in tr.prob}  # [n, L, categories]
+            cat_answer = {s: tr.by_category(s, answer=True).numpy() for s in tr.prob}
             entry: dict[str, Any] = {
                 "layers": tr.layers, "n": len(tr.p_clean), "entity": qs.entity,
-                "direction": qs.direction,
+                "direction": qs.direction, "noise_std": tr.noise_std,
                 "p_clean": _ci(tr.p_clean.numpy(), cfg), "p_corrupt": _ci(tr.p_corrupt.numpy(), cfg),
-                "effect": {}, "peak": {}}
+                "p_clean_answer": _ci(tr.p_clean_answer.numpy(), cfg),
+                "p_corrupt_answer": _ci(tr.p_corrupt_answer.numpy(), cfg),
+                "effect": {}, "peak": {},
+                "effect_answer": {s: {col: _ci(arr[:, :, CATEGORIES.index(col)], cfg) for col in KEY_COLUMNS}
+                                  for s, arr in cat_answer.items()}}
             for s, arr in cat.items():
                 entry["effect"][s], entry["peak"][s] = {}, {}
                 for col in KEY_COLUMNS:

@@ -125,6 +125,11 @@ def test_inside_analysis_on_fake_run(tmp_path) -> None:
         assert set(tr) == sets and tr["d2p_forward"]["n"] == 2
         eff = tr["p2d_forward"]["effect"]["resid"]["last"]
         assert len(eff["mean"]) == 2 and eff["low"][0] <= eff["mean"][0] <= eff["high"][0]
+        assert eff["interval"] == "t" and tr["p2d_forward"]["noise_std"] > 0
+        whole = tr["p2d_forward"]["effect_answer"]["resid"]["last"]
+        assert len(whole["mean"]) == 2 and tr["p2d_forward"]["p_clean_answer"]["mean"] <= tr["p2d_forward"]["p_clean"]["mean"]
+        peak = tr["p2d_forward"]["peak"]["resid"]["last"]
+        assert peak["p_family"] is None or 0 < peak["p_family"] <= 1
     assert set(s["weight_revert"]["sets"]) == sets
     assert set(s["key_value"]["key_value"]) == sets
     assert "key_change_untrained" in s["key_value"]["key_value"]["d2p_reverse"]

@@ -111,3 +111,45 @@ def test_other_architectures(arch) -> None:
     for s in cfg.sites:
         torch.testing.assert_close(a.prob[s], b.prob[s], rtol=1e-4, atol=1e-7)
     assert float(a.prob["resid"][0, -1, -1]) == pytest.approx(float(a.p_clean[0]), rel=1e-5)
+
+
+def test_whole_answer_probability_and_entity_noise_scale(lm) -> None:
+    """The whole answer (teacher-forced) is traced too: its clean probability is the product of
+    its tokens' probabilities, and restoring a layer's residual everywhere gives it back. The
+    noise is measured in the entity tokens' embedding spread by default (Meng et al.)."""
+    from interp.scoring import score_completions
+
+    q = Query("Alice Bob is the one who", " sings loud", {"name": "Alice Bob"})
+    cfg = TraceConfig(n_noise=4, window=1, positions="key")
+    tr = causal_trace(lm, [q], "name", cfg, progress=False)
+    total = score_completions(lm, [(q.prompt, q.target)])[0].total
+    assert float(tr.p_clean_answer[0]) == pytest.approx(float(torch.tensor(total).exp()), rel=1e-4, abs=0)
+    assert float(tr.p_clean_answer[0]) < float(tr.p_clean[0])
+    # the last layer's residual at the last token restores the first token; the whole answer
+    # also depends on the corrupted entity through the answer tokens' attention, so it needn't
+    assert float(tr.prob["resid"][0, -1, -1]) == pytest.approx(float(tr.p_clean[0]), rel=1e-5)
+    p_ids, _ = encode_pair(lm, q.prompt, q.target)
+    emb = lm.hf.get_input_embeddings().weight.detach()
+    ent = emb[torch.tensor([p_ids[j] for j in tr.span[0]])].float().std()
+    assert tr.noise_std == pytest.approx(float(ent), rel=1e-5)
+    mat = causal_trace(lm, [q], "name", TraceConfig(n_noise=2, window=1, positions="key",
+                                                    noise_reference="matrix"), progress=False)
+    assert mat.noise_std == pytest.approx(float(emb.float().std()), rel=1e-5)
+    with pytest.raises(ValueError, match="noise_reference"):
+        TraceConfig(noise_reference="subjects")
+
+
+def test_restoring_every_position_restores_the_whole_answer(lm) -> None:
+    q = Query("Alice Bob is the one who", " sings loud", {"name": "Alice Bob"})
+    from interp.trace import _noise_parts, _Runner
+    cfg = TraceConfig(n_noise=3)
+    with torch.no_grad():
+        r = _Runner(lm, q, "name", cfg, _noise_parts(lm, [q], "name", cfg), 0, {("resid", 1)})
+        # every position of the sequence, the teacher-forced answer tokens too: the answer's
+        # tokens also read the corrupted entity, through attention in layers 0-1
+        first, whole = r.run([[("resid", 1)]], list(range(r.ids.shape[1])))
+        first_p, whole_p = r.run([[("resid", 1)]], list(range(len(r.p_ids))))
+        c_first, c_whole = r.run([], [])
+    assert float(whole[0]) == pytest.approx(r.p_clean_answer, rel=1e-5, abs=0)
+    assert float(c_whole[0]) != pytest.approx(r.p_clean_answer, rel=1e-4, abs=0)
+    assert float(first_p[0]) == pytest.approx(r.p_clean, rel=1e-5)   # prompt only: the first token
