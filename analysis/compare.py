@@ -24,7 +24,7 @@ p < 0.05; :func:`restoring_sites` lists them.
 
 Example::
 
-    summary = compare_models(cursed, cured, ds, "runs/mit-cpu/cells/entity-s0/compare",
+    summary = compare_models(cursed, cured, ds, "runs/mit-cpu/cells/entity__seed-0/compare",
                              CompareConfig(n_facts=4))
     summary["patching"]["cured->cursed"]["p2d_reverse"]["restoring"][:3]
 """

@@ -47,7 +47,8 @@ def _patching_md(summary: dict[str, Any]) -> list[str]:
              "is needed); the last column counts the sites moving the answer that way at p_fw < 0.05.", ""]
     for d, sets in summary["patching"].items():
         lines += [f"### {d}", "", "| set | target log-prob | source log-prob | gap | strongest site (layer) | effect | "
-                  "share of gap | p_fw | cosine there | sites at p_fw < 0.05 |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "share of gap | p_fw | cosine there | sites at p_fw < 0.05 |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for name, s in sets.items():
             best, best_key = None, None
             for key, col in s["effect"].items():
@@ -76,7 +77,8 @@ def _grafting_md(summary: dict[str, Any]) -> list[str]:
              "intervals; `p_fw` family-wise over layers and kinds. k50 / k90: layers (greedy order by "
              "single-layer graft effect, chosen on these data, so descriptive) needed for 50% / 90% of "
              "the mean gain.", "",
-             "| set | cured - cursed | best graft (layer) | effect | p_fw | worst ungraft (layer) | effect | p_fw | k50 | k90 |",
+             "| set | cured - cursed | best graft (layer) | effect | p_fw | worst ungraft (layer) | effect | p_fw "
+             "| k50 | k90 |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in summary["grafting"].items():
         cells = []
@@ -143,7 +145,8 @@ def _figures(summary: dict[str, Any], out: Path) -> list[Path]:
                 lim = max(float(np.nanmax(np.abs(m))) if np.isfinite(m).any() else 1.0, 1e-6)
                 im = axes[r, c].imshow(m, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim)
                 axes[r, c].set_yticks(range(len(s["groups"])), s["groups"], fontsize=7)
-                axes[r, c].set_xticks(range(0, len(s["layers"]), 5), [s["layers"][i] for i in range(0, len(s["layers"]), 5)])
+                ticks = range(0, len(s["layers"]), 5)
+                axes[r, c].set_xticks(ticks, [s["layers"][i] for i in ticks])
                 axes[r, c].set_title(f"{name}: {site}", fontsize=8)
                 fig.colorbar(im, ax=axes[r, c], label="nats")
         fig.suptitle(f"patching {d}: change of the answer's log-prob")

@@ -5,13 +5,13 @@ their base model, their facts or their finetuning seed, or that have no finetune
 :func:`run_compare` then loads both finetuned models and runs
 :func:`analysis.compare.compare_models` on the cursed run's query sets, writing
 ``OUT/summary.json``, ``summary.md``, figures and ``compare.html`` (default ``OUT``:
-``CURED_RUN/compare``). The cells of ``rct mitigations`` are such runs: ``cells/none-s0`` is
-cursed, ``cells/entity-s0`` and ``cells/names-s0`` are cured (same base, facts and seed).
+``CURED_RUN/compare``). The cells of ``rct mitigations`` are such runs: ``cells/none__seed-0`` is
+cursed, ``cells/entity__seed-0`` and ``cells/names__seed-0`` are cured (same base, facts and seed).
 
 Example::
 
     from experiments.exp1.compare import run_compare
-    s = run_compare("runs/mit-cpu/cells/none-s0", "runs/mit-cpu/cells/entity-s0")
+    s = run_compare("runs/mit-cpu/cells/none__seed-0", "runs/mit-cpu/cells/entity__seed-0")
     s["patching"]["cured->cursed"]["p2d_reverse"]["restoring"][:3]
 
 CLI: ``rct compare CURSED CURED [--out DIR] [--n-facts 20] [--sections patching,grafting,knockout]
@@ -103,10 +103,11 @@ def _load_kw(opts: dict[str, Any]) -> dict[str, Any]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``rct compare`` (shared by the ``rct`` subcommand and :func:`main`)."""
-    p.add_argument("cursed", type=Path, help="run whose model fails the reverse query (e.g. cells/none-s0)")
-    p.add_argument("cured", type=Path, help="run whose model answers it (e.g. cells/entity-s0)")
+    p.add_argument("cursed", type=Path, help="run whose model fails the reverse query (e.g. cells/none__seed-0)")
+    p.add_argument("cured", type=Path, help="run whose model answers it (e.g. cells/entity__seed-0)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: CURED/compare)")
-    p.add_argument("--n-facts", type=int, default=CompareConfig.n_facts, help="facts per query set (default %(default)s)")
+    p.add_argument("--n-facts", type=int, default=CompareConfig.n_facts,
+                   help="facts per query set (default %(default)s)")
     p.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of %(default)s")
     p.add_argument("--layers", default=None, help="patch / knock out around these layers only (comma-separated)")
     p.add_argument("--window", type=int, default=None, help="MLP / attention patching window (default 5)")
