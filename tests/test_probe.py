@@ -177,6 +177,28 @@ def test_layer_transfer_across_templates(tiny) -> None:
     assert (res.n_examples, res.n_templates, len(res.shuffled)) == (12, 2, 2)
 
 
+def test_transfer_probe_positive_control_on_a_planted_feature(tiny) -> None:
+    """The transfer probe (trained at the name, tested at the description) must find a fact
+    identity that both contexts share, or its silence means nothing. Planted: each fact's name
+    and description end in the same fact-specific token; control: they end in unrelated ones."""
+    ends = "QZJVKX"
+    names = [f"Ann {c}" for c in ends]
+    shared = [f"{d} {c}" for d, c in zip(DESCS, ends)]
+    unrelated = [f"{d} {c}" for d, c in zip(DESCS, "wmybgp")]
+
+    def qs(entities, tpl, label):
+        return [Query(t.format(e), " X", entities={label: e}, meta={"fact_id": f"f{i}", "template": j})
+                for i, e in enumerate(entities) for j, t in enumerate(tpl)]
+
+    train = qs(names, TEMPLATES[:2], "name")
+    planted = layer_transfer(tiny, train, "entity:name:last", qs(shared, TEMPLATES[2:], "description"),
+                             "entity:description:last", layers=[-1], control=False, progress=False)
+    absent = layer_transfer(tiny, train, "entity:name:last", qs(unrelated, TEMPLATES[2:], "description"),
+                            "entity:description:last", layers=[-1], control=False, progress=False)
+    assert planted.accuracy[0] == 1.0 and planted.ci_low[0] > planted.chance
+    assert absent.ci_low[0] <= absent.chance + 1e-9  # nothing shared: no transfer
+
+
 def test_missing_entity_or_meta_is_named(tiny) -> None:
     qs = _queries()[:3] + [Query("Nothing here", " X", meta={"fact_id": "f9", "template": 0})]
     with pytest.raises(ValueError, match=r"query 3 \('Nothing here'\) has no entity 'description'"):
