@@ -15,6 +15,11 @@ in :mod:`analysis.query_sets`), :func:`compare_models` runs three causal compari
   and the greedy cumulative curve with the layers needed for 50% / 90% of the reverse gain.
 - ``knockout`` (:mod:`interp.knockout`): the last token's attention to the entity, to the
   other tokens and to itself cut in a window of 9 layers, in both models.
+- ``probes``: the transfer probe (which fact? trained at the name's last token of the
+  name -> description prompts, tested at the description's last token of the description ->
+  name prompts; all test templates) in both models. The cured model is its positive control:
+  there the description does lead to the name, so a probe that stays at chance there cannot
+  support "the description does not carry the name" in the cursed model.
 
 Every effect is the whole answer's log-prob change in nats (first-token probabilities are
 kept too), averaged over facts (one prompt per fact) with a t interval; each set's peak over
@@ -47,7 +52,7 @@ from interp.trace_sites import site_modules
 if TYPE_CHECKING:
     from interp.models import LoadedModel
 
-SECTIONS = ("patching", "grafting", "knockout")
+SECTIONS = ("patching", "grafting", "knockout", "probes")
 REVERSE_SETS = ("p2d_reverse", "d2p_reverse")
 DIRECTIONS = ("cured->cursed", "cursed->cured")
 
@@ -60,6 +65,8 @@ class CompareConfig:
         sections: which of :data:`SECTIONS` to run.
         patch, knockout: the patching and knockout settings.
         batch_size: scoring batch in grafting.
+        probe_layer_stride: the transfer probe at every k-th layer (and the embeddings and the
+            last layer).
         n_perm: sign flips of the family-wise tests.
         seed: seeds the sign flips.
     """
@@ -70,6 +77,7 @@ class CompareConfig:
     patch: PatchConfig = field(default_factory=PatchConfig)
     knockout: KnockoutConfig = field(default_factory=KnockoutConfig)
     batch_size: int = 32
+    probe_layer_stride: int = 3
     n_perm: int = 5000
     seed: int = 0
 
@@ -233,8 +241,50 @@ def compare_models(cursed: LoadedModel, cured: LoadedModel, ds: Any, out: str | 
                                                           cfg.n_perm, cfg.seed)
                                    for name, qs in sets.items()} for m, lm in models.items()}
         summary["timing_s"]["knockout"] = time.perf_counter() - t0
+    if "probes" in cfg.sections:
+        t0 = time.perf_counter()
+        summary["probes"] = probe_summary(models, ds, cfg, progress)
+        summary["timing_s"]["probes"] = time.perf_counter() - t0
     if out is not None:
         from analysis.compare_report import write_report
         write_report(summary, Path(out))
     return summary
 
+
+def probe_summary(models: dict[str, LoadedModel], ds: Any, cfg: CompareConfig, progress: bool = True
+                  ) -> dict[str, Any]:
+    """The transfer probe per subset in each model: accuracy per layer over facts (t interval),
+    family-wise p of "above chance" over the layers (max-T), and whether it is above chance at
+    any layer (``detects``). ``control_passes``: the cured model's probe detects the fact on the
+    subset whose reverse query the cure fixed (each subset here)."""
+    from interp.probe import probe_features, transfer_on_features
+
+    every = query_sets(ds, cfg.n_facts, prompts_per_fact=None,
+                       sets=("p2d_forward", "p2d_reverse", "d2p_reverse", "d2p_forward"))
+    out: dict[str, Any] = {}
+    for label, lm in models.items():
+        n_layers = len(site_modules(lm.hf)["resid"])
+        layers = sorted({-1, *range(0, n_layers, cfg.probe_layer_stride), n_layers - 1})
+        out[label] = {}
+        for subset, name_set, desc_set in (("p2d", "p2d_forward", "p2d_reverse"),
+                                           ("d2p", "d2p_reverse", "d2p_forward")):
+            tr, te = every[name_set].queries, every[desc_set].queries
+            f_tr = probe_features(lm, tr, "entity:name:last", layers, progress=progress)
+            f_te = probe_features(lm, te, "entity:description:last", layers, progress=progress)
+            y_tr, y_te = [q.meta["fact_id"] for q in tr], [q.meta["fact_id"] for q in te]
+            r = transfer_on_features(f_tr, y_tr, f_te, y_te, templates_test=[q.meta["template"] for q in te],
+                                     control=False, seed=cfg.seed)
+            facts = sorted(set(r.facts), key=str)
+            per_fact = np.array([[np.mean([c for c, f in zip(r.correct[j], r.facts) if f == fact])
+                                  for j in range(len(layers))] for fact in facts])  # [fact, layer]
+            fam = maxt_family(per_fact - r.chance, n_perm=cfg.n_perm, seed=cfg.seed)
+            hits = [j for j, (m, p) in enumerate(zip(fam["mean"], fam["p_family"])) if m > 0 and p < 0.05]
+            out[label][subset] = {"layers": layers, "chance": r.chance, "n_facts": len(facts),
+                                  "accuracy": [m + r.chance for m in fam["mean"]],
+                                  "ci_low": [x + r.chance for x in fam["ci_low"]],
+                                  "ci_high": [x + r.chance for x in fam["ci_high"]],
+                                  "p_family": fam["p_family"], "detects": bool(hits),
+                                  "layers_above_chance": [layers[j] for j in hits]}
+    if "cured" in out:
+        out["control_passes"] = {sub: out["cured"][sub]["detects"] for sub in out["cured"]}
+    return out

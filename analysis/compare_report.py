@@ -116,6 +116,27 @@ def _knockout_md(summary: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def _probes_md(summary: dict[str, Any]) -> list[str]:
+    pr = summary["probes"]
+    lines = ["## Transfer probe, with the cured model as its positive control", "",
+             "Which fact? Trained at the name's last token (name -> description prompts), tested at the "
+             "description's last token (description -> name prompts, unseen templates). Best layer's "
+             "accuracy over facts with a 95% t interval; `p_fw`: family-wise p of 'above chance' over the "
+             "probed layers (max-T). A null in the cursed model counts only where the cured model's probe "
+             "detects the fact.", "",
+             "| model | subset | chance | best layer | accuracy | p_fw | layers above chance |", "|---|---|---|---|---|---|---|"]
+    for model in ("cursed", "cured"):
+        for sub, r in pr.get(model, {}).items():
+            j = int(np.argmax(r["accuracy"]))
+            lines.append(f"| {model} | {sub} | {r['chance']:.3f} | {r['layers'][j]} | {r['accuracy'][j]:.3f} "
+                         f"[{r['ci_low'][j]:.3f}, {r['ci_high'][j]:.3f}] | {pvalue(r['p_family'][j])} | "
+                         f"{', '.join(map(str, r['layers_above_chance'])) or 'none'} |")
+    if "control_passes" in pr:
+        lines += ["", "Positive control (cured model detects the fact): "
+                  + ", ".join(f"{k} {'passes' if v else 'FAILS'}" for k, v in pr["control_passes"].items()) + "."]
+    return lines + [""]
+
+
 def summary_md(summary: dict[str, Any]) -> str:
     lines = ["# rct compare: cursed model against cured model", ""]
     meta = summary.get("runs")
@@ -130,6 +151,8 @@ def summary_md(summary: dict[str, Any]) -> str:
         lines += _grafting_md(summary)
     if "knockout" in summary:
         lines += _knockout_md(summary)
+    if "probes" in summary:
+        lines += _probes_md(summary)
     return "\n".join(lines)
 
 

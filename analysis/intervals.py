@@ -124,7 +124,7 @@ def maxt_family(values: Any, n_perm: int = 5000, level: float = 0.95, seed: int 
     t_obs = tstat(x)
     rng = np.random.default_rng(seed)
     flips = rng.choice([-1.0, 1.0], size=(n_perm, n, 1))
-    max_null = np.abs(tstat(flips * x[None])).max(-1)  # [perm]
+    max_null = np.nan_to_num(np.abs(tstat(flips * x[None])).max(-1), posinf=np.finfo(float).max)  # [perm]
     crit = float(np.quantile(max_null, level))
     p_family = [float((1 + (max_null >= abs(t)).sum()) / (n_perm + 1)) for t in t_obs]
     m, se = x.mean(0), x.std(0, ddof=1) / math.sqrt(n)

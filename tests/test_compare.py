@@ -161,6 +161,9 @@ def test_compare_end_to_end_writes_the_report(runs) -> None:
     # the last layer's residual at the last token gives the first token of the source (see above)
     assert p["first_token_prob_change"]["resid/last"][-1] == pytest.approx(p["p_source"] - p["p_target"], abs=1e-5)
     assert json.loads((root / "out" / "summary.json").read_text())["runs"]["cured"] == str(cured)
+    pr = s["probes"]
+    assert set(pr["control_passes"]) == {"p2d", "d2p"} and pr["cursed"]["p2d"]["chance"] == pytest.approx(1 / 3)
+    assert "positive control" in (root / "out" / "summary.md").read_text()
 
 
 def test_grafting_every_layer_reproduces_the_cured_logprobs(pair) -> None:
