@@ -16,6 +16,10 @@ reverse direction, for both prompt forms), each mean with a 95% t interval over 
 - ``key_value`` (:mod:`analysis.storage`): MLP key change at the entity's last token against
   untrained names; neurons ranked by activation x gradient for the fact's own answer;
   attribution at every prompt position.
+- ``direction`` (:mod:`analysis.direction`): forward next to reverse in the base and the
+  finetuned model: logit attribution (answer minus foil) by layer, head and MLP, the MLPs'
+  value at the entity, and whether the forward fact's neurons respond to the reverse
+  query's entity (with its positive control).
 
 Example::
 
@@ -76,13 +80,13 @@ class CausalConfig:
     prompts_per_fact: int = 1
     probe_layer_stride: int = 3
     probe_control: bool = False
-    sections: tuple[str, ...] = ("causal_tracing", "weight_revert", "probes", "key_value")
+    sections: tuple[str, ...] = ("causal_tracing", "weight_revert", "probes", "key_value", "direction")
     batch_size: int = 16
     n_boot: int = 2000
     seed: int = 0
 
     def __post_init__(self) -> None:
-        known = ("causal_tracing", "weight_revert", "probes", "key_value")
+        known = ("causal_tracing", "weight_revert", "probes", "key_value", "direction")
         bad = [s for s in self.sections if s not in known]
         if bad:
             raise ValueError(f"CausalConfig.sections: unknown {bad}; known: {known}")
@@ -303,6 +307,12 @@ def causal_analysis(tuned: LoadedModel, base: LoadedModel, ds: Any, out: str | P
             w_sets = query_sets(ds, cfg.n_facts_weights, cfg.prompts_per_fact)
             res[section], f = weights_section(tuned, base, w_sets, cfg, out, progress)
             figs += f
+        elif section == "direction":
+            from analysis.direction import DirectionConfig, direction_comparison, plot_direction
+
+            dcfg = DirectionConfig(n_facts=max(cfg.n_facts or 20, 3), batch_size=cfg.batch_size, seed=cfg.seed)
+            res[section] = direction_comparison({"base": base, "finetuned": tuned}, ds, dcfg, progress)
+            figs += plot_direction(res[section], out / "figures")
         elif section == "probes":
             res[section], f = probes_section(models, ds, cfg, out, progress)
             figs += f

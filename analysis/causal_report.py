@@ -98,6 +98,10 @@ def causal_markdown(s: Mapping[str, Any]) -> str:
         lines += _probes(s["probes"])
     if "key_value" in s:
         lines += _key_value(s["key_value"])
+    if "direction" in s:
+        from analysis.direction import summary_markdown
+
+        lines += ["## Forward against reverse, by direction", "", summary_markdown(s["direction"])]
     if "causal_seconds" in s:
         lines += ["Seconds per section: " + ", ".join(f"{k} {v}" for k, v in s["causal_seconds"].items()), ""]
     return "\n".join(lines)

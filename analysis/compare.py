@@ -20,6 +20,10 @@ in :mod:`analysis.query_sets`), :func:`compare_models` runs three causal compari
   name prompts; all test templates) in both models. The cured model is its positive control:
   there the description does lead to the name, so a probe that stays at chance there cannot
   support "the description does not carry the name" in the cursed model.
+- ``direction`` (:mod:`analysis.direction`): logit attribution by layer, head and MLP, the MLPs'
+  value at the entity and the key response of the forward fact's neurons to the reverse
+  query's entity, forward next to reverse, in the base model (when given), the cursed and the
+  cured one; the trained sets' second prompts are the key side's positive control.
 
 Every effect is the whole answer's log-prob change in nats (first-token probabilities are
 kept too), averaged over facts (one prompt per fact) with a t interval; each set's peak over
@@ -52,7 +56,7 @@ from interp.trace_sites import site_modules
 if TYPE_CHECKING:
     from interp.models import LoadedModel
 
-SECTIONS = ("patching", "grafting", "knockout", "probes")
+SECTIONS = ("patching", "grafting", "knockout", "probes", "direction")
 REVERSE_SETS = ("p2d_reverse", "d2p_reverse")
 DIRECTIONS = ("cured->cursed", "cursed->cured")
 
@@ -63,7 +67,9 @@ class CompareConfig:
         n_facts: facts per query set (the first of each subset), one prompt each.
         sets: query sets (:data:`analysis.query_sets.SETS`); the reverse ones first.
         sections: which of :data:`SECTIONS` to run.
-        patch, knockout: the patching and knockout settings.
+        patch, knockout: the patching and knockout settings (by default at every 3rd layer:
+            windows of 5 (patching) and 9 (knockout) centred there still cover every layer, at a
+            third of the cost; ``rct compare --layer-stride 1`` for every layer).
         batch_size: scoring batch in grafting.
         probe_layer_stride: the transfer probe at every k-th layer (and the embeddings and the
             last layer).
@@ -74,8 +80,8 @@ class CompareConfig:
     n_facts: int = 20
     sets: tuple[str, ...] = ("p2d_reverse", "d2p_reverse", "d2p_forward", "p2d_forward")
     sections: tuple[str, ...] = SECTIONS
-    patch: PatchConfig = field(default_factory=PatchConfig)
-    knockout: KnockoutConfig = field(default_factory=KnockoutConfig)
+    patch: PatchConfig = field(default_factory=lambda: PatchConfig(layer_stride=3))
+    knockout: KnockoutConfig = field(default_factory=lambda: KnockoutConfig(layer_stride=3))
     batch_size: int = 32
     probe_layer_stride: int = 3
     n_perm: int = 5000
@@ -200,10 +206,12 @@ def _pairs(qs: QuerySet) -> list[tuple[str, str]]:
 
 
 def compare_models(cursed: LoadedModel, cured: LoadedModel, ds: Any, out: str | Path | None = None,
-                   config: CompareConfig | None = None, progress: bool = True) -> dict[str, Any]:
+                   config: CompareConfig | None = None, progress: bool = True,
+                   base: LoadedModel | None = None) -> dict[str, Any]:
     """Run the sections of ``config`` on the two models (same base, facts and seed: the caller
     checks, :func:`experiments.exp1.compare.check_runs` for run directories); writes the report
-    to ``out`` when given (:mod:`analysis.compare_report`) and returns the summary dict."""
+    to ``out`` when given (:mod:`analysis.compare_report`) and returns the summary dict.
+    ``base``: the base model both were finetuned from, read by the ``direction`` section only."""
     from interp.weights import localise
 
     cfg = config or CompareConfig()
@@ -245,6 +253,14 @@ def compare_models(cursed: LoadedModel, cured: LoadedModel, ds: Any, out: str | 
         t0 = time.perf_counter()
         summary["probes"] = probe_summary(models, ds, cfg, progress)
         summary["timing_s"]["probes"] = time.perf_counter() - t0
+    if "direction" in cfg.sections:
+        from analysis.direction import DirectionConfig, direction_comparison
+
+        t0 = time.perf_counter()
+        dcfg = DirectionConfig(n_facts=max(cfg.n_facts, 3), n_perm=cfg.n_perm, seed=cfg.seed)
+        summary["direction"] = direction_comparison({**({"base": base} if base is not None else {}), **models},
+                                                    ds, dcfg, progress)
+        summary["timing_s"]["direction"] = time.perf_counter() - t0
     if out is not None:
         from analysis.compare_report import write_report
         write_report(summary, Path(out))

@@ -153,6 +153,10 @@ def summary_md(summary: dict[str, Any]) -> str:
         lines += _knockout_md(summary)
     if "probes" in summary:
         lines += _probes_md(summary)
+    if "direction" in summary:
+        from analysis.direction import summary_markdown
+
+        lines += ["## Forward against reverse, by direction", "", summary_markdown(summary["direction"])]
     return "\n".join(lines)
 
 
@@ -187,6 +191,10 @@ def _figures(summary: dict[str, Any], out: Path) -> list[Path]:
         axes[0].set_ylabel("nats")
         axes[0].legend(fontsize=7)
         paths += save(fig, out, "grafting")
+    if "direction" in summary:
+        from analysis.direction import plot_direction
+
+        paths += plot_direction(summary["direction"], out)
     if "knockout" in summary:
         models = summary["knockout"]
         names = list(next(iter(models.values())))

@@ -32,7 +32,7 @@ def run_inside_analysis(run_dir: str | Path, n_facts: int | None = None, device:
                         progress: bool = True, config: InsideConfig | None = None,
                         causal: CausalConfig | None = CausalConfig()) -> dict[str, Any]:
     """Run the whole analysis on a finished experiment 1 run; returns the summary dict.
-    ``causal=None`` skips the causal sections (tracing, weight reverts, probes, key-value)."""
+    ``causal=None`` skips the causal sections (tracing, weight reverts, probes, key-value, direction)."""
     run_dir = Path(run_dir)
     cfg = config or InsideConfig()
     if n_facts is not None:

@@ -14,8 +14,10 @@ Example::
     s = run_compare("runs/mit-cpu/cells/none__seed-0", "runs/mit-cpu/cells/entity__seed-0")
     s["patching"]["cured->cursed"]["p2d_reverse"]["restoring"][:3]
 
-CLI: ``rct compare CURSED CURED [--out DIR] [--n-facts 20] [--sections patching,grafting,knockout]
-[--layers 0,5,10] [--window 5] [--device cpu] [--quiet]``.
+With the ``direction`` section the base model named in the runs' config is loaded too.
+
+CLI: ``rct compare CURSED CURED [--out DIR] [--n-facts 20] [--sections patching,grafting,knockout,probes,direction]
+[--layers 0,5,10 | --layer-stride 3] [--window 5] [--device cpu] [--quiet]``.
 """
 
 from __future__ import annotations
@@ -90,7 +92,9 @@ def run_compare(cursed: str | Path, cured: str | Path, out: str | Path | None = 
     opts["device"] = device
     m_cursed = load_model(str(cursed / "model"), **_load_kw(opts))
     m_cured = load_model(str(cured / "model"), **_load_kw(opts))
-    summary = compare_models(m_cursed, m_cured, ds, None, config, progress)
+    cfg = config or CompareConfig()
+    m_base = load_model(a["model"], **_load_kw(opts)) if "direction" in cfg.sections else None
+    summary = compare_models(m_cursed, m_cured, ds, None, cfg, progress, base=m_base)
     summary["runs"] = {"cursed": str(cursed), "cured": str(cured), "base_model": a["model"]}
 
     write_report(summary, out)
@@ -110,6 +114,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="facts per query set (default %(default)s)")
     p.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of %(default)s")
     p.add_argument("--layers", default=None, help="patch / knock out around these layers only (comma-separated)")
+    p.add_argument("--layer-stride", type=int, default=CompareConfig().patch.layer_stride,
+                   help="patch / knock out windows centred on every k-th layer (default %(default)s)")
     p.add_argument("--window", type=int, default=None, help="MLP / attention patching window (default 5)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true")
@@ -125,6 +131,8 @@ def run_args(a: argparse.Namespace) -> int:
     """Run ``rct compare`` with parsed arguments; bad input: one line, exit status 2."""
     try:
         cfg = CompareConfig(n_facts=a.n_facts, sections=tuple(x for x in a.sections.split(",") if x))
+        cfg = replace(cfg, patch=replace(cfg.patch, layer_stride=a.layer_stride),
+                      knockout=replace(cfg.knockout, layer_stride=a.layer_stride))
         if a.layers:
             try:
                 layers = tuple(int(x) for x in a.layers.split(","))
