@@ -11,8 +11,8 @@ import pytest
 import torch
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "inside-the-model.md"
-HEADINGS = ("Recording and direct logit attribution", "Cursed against cured", "Causal tracing", "Weight-change localisation",
-            "Probes", "Key-value storage", "Logit lens")
+HEADINGS = ("Recording and direct logit attribution", "Cursed against cured", "Forward against reverse",
+            "Causal tracing", "Weight-change localisation", "Probes", "Key-value storage", "Logit lens")
 
 
 def python_block(heading: str) -> str:
@@ -50,6 +50,14 @@ def test_dla_example(tmp_path, monkeypatch) -> None:
     s = run_block("Recording and direct logit attribution", tmp_path, monkeypatch)
     assert (s["dla"].total() - s["dla"].logit).abs().max() < 1e-4
     assert files_written(s["paths"])
+
+
+def test_direction_example(tmp_path, monkeypatch) -> None:
+    s = run_block("Forward against reverse", tmp_path, monkeypatch)
+    assert s["table"].count("| base |") == 4
+    per = s["res"]["models"]["base"]
+    assert s["rev"]["key"]["z"] is not None and "key_control" in per["p2d_forward"]
+    assert len(s["rev"]["layers"]["mlp_last"]["mean"]) == 2
 
 
 def test_compare_example(tmp_path, monkeypatch) -> None:
