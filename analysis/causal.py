@@ -54,7 +54,10 @@ KEY_COLUMNS = ("last entity", "first after", "last")
 @dataclass(frozen=True)
 class CausalConfig:
     """Args:
-        n_facts_trace: facts per query set that are traced (one prompt each).
+        n_facts_trace: facts per query set that are traced.
+        trace_templates: prompts (templates) traced per fact; each fact's effects are averaged
+            over its templates before the mean and interval over facts (Meng et al. trace
+            several prompts per fact).
         trace: the tracing settings for those facts (key positions by default).
         example_trace: the settings of the one full layer x token trace per set.
         n_facts: facts per set for probes and key-value (None: all; chance for a probe is
@@ -71,6 +74,7 @@ class CausalConfig:
     """
 
     n_facts_trace: int = 6
+    trace_templates: int = 3
     trace: TraceConfig = field(default_factory=lambda: TraceConfig(
         positions="key", n_noise=2, window=5, layer_stride=2))
     example_trace: TraceConfig = field(default_factory=lambda: TraceConfig(
@@ -92,11 +96,21 @@ class CausalConfig:
             raise ValueError(f"CausalConfig.sections: unknown {bad}; known: {known}")
         if self.n_facts_trace < 1 or (self.n_facts is not None and self.n_facts < 1):
             raise ValueError("CausalConfig: n_facts_trace and n_facts must be >= 1")
+        if self.trace_templates < 1:
+            raise ValueError(f"CausalConfig.trace_templates must be >= 1, got {self.trace_templates}")
 
 
 def _ci(values: Any, cfg: CausalConfig) -> dict[str, Any]:
     """Mean over facts with a 95% t interval (a percentile bootstrap undercovers at 5-20 facts)."""
     return t_mean_ci(values)
+
+
+def _fact_means(values: np.ndarray, facts: list[Any]) -> np.ndarray:
+    """Rows of the same fact averaged (NaN-aware; first-seen order): one row per fact."""
+    order = list(dict.fromkeys(facts))
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column NaN for every template stays NaN
+        return np.stack([np.nanmean(values[[i for i, f in enumerate(facts) if f == k]], 0) for k in order])
 
 
 def _peak(arr: np.ndarray, ci: dict[str, Any], layers: list[int], cfg: CausalConfig) -> dict[str, Any] | None:
@@ -118,7 +132,7 @@ def tracing_section(models: dict[str, LoadedModel], sets: dict[str, QuerySet], c
                     out: Path, progress: bool = True) -> tuple[dict[str, Any], list[Path]]:
     """Causal tracing of every set on every model; summary and figures."""
     res: dict[str, Any] = {"config": asdict(cfg.trace), "example_config": asdict(cfg.example_trace),
-                           "n_facts": cfg.n_facts_trace}
+                           "n_facts": cfg.n_facts_trace, "templates_per_fact": cfg.trace_templates}
     figs: list[Path] = []
     examples: list[tuple[str, Path]] = []
     for label, lm in models.items():
@@ -126,15 +140,17 @@ def tracing_section(models: dict[str, LoadedModel], sets: dict[str, QuerySet], c
         means: dict[str, dict[str, np.ndarray]] = {}
         curves: dict[str, dict[str, dict[str, Any]]] = {c: {} for c in ("last entity", "last")}
         for name, qs in sets.items():
-            tr = causal_trace(lm, qs.queries[: cfg.n_facts_trace], qs.entity, cfg.trace, progress)
-            cat = {s: tr.by_category(s).numpy() for s in tr.prob}  # [n, L, categories]
-            cat_answer = {s: tr.by_category(s, answer=True).numpy() for s in tr.prob}
+            tr = causal_trace(lm, qs.queries, qs.entity, cfg.trace, progress)
+            facts = [q.meta["fact_id"] for q in qs.queries]
+            cat = {s: _fact_means(tr.by_category(s).numpy(), facts) for s in tr.prob}  # [facts, L, categories]
+            cat_answer = {s: _fact_means(tr.by_category(s, answer=True).numpy(), facts) for s in tr.prob}
             entry: dict[str, Any] = {
-                "layers": tr.layers, "n": len(tr.p_clean), "entity": qs.entity,
+                "layers": tr.layers, "n": len(set(facts)), "n_prompts": len(facts), "entity": qs.entity,
                 "direction": qs.direction, "noise_std": tr.noise_std,
-                "p_clean": _ci(tr.p_clean.numpy(), cfg), "p_corrupt": _ci(tr.p_corrupt.numpy(), cfg),
-                "p_clean_answer": _ci(tr.p_clean_answer.numpy(), cfg),
-                "p_corrupt_answer": _ci(tr.p_corrupt_answer.numpy(), cfg),
+                "p_clean": _ci(_fact_means(tr.p_clean.numpy(), facts), cfg),
+                "p_corrupt": _ci(_fact_means(tr.p_corrupt.numpy(), facts), cfg),
+                "p_clean_answer": _ci(_fact_means(tr.p_clean_answer.numpy(), facts), cfg),
+                "p_corrupt_answer": _ci(_fact_means(tr.p_corrupt_answer.numpy(), facts), cfg),
                 "effect": {}, "peak": {},
                 "effect_answer": {s: {col: _ci(arr[:, :, CATEGORIES.index(col)], cfg) for col in KEY_COLUMNS}
                                   for s, arr in cat_answer.items()}}
@@ -152,7 +168,7 @@ def tracing_section(models: dict[str, LoadedModel], sets: dict[str, QuerySet], c
                 means[name] = {s: np.nanmean(arr, 0) for s, arr in cat.items()}
             res[label][name] = entry
             if label == "finetuned" or len(models) == 1:
-                q = qs.queries[random.Random(cfg.seed).randrange(len(tr.p_clean))]  # a seeded random traced fact
+                q = qs.queries[random.Random(cfg.seed).randrange(len(qs.queries))]  # a seeded random traced prompt
                 ex = causal_trace(lm, [q], qs.entity, cfg.example_trace, progress=False)
                 stem = f"trace_{label}_{name}_example"
                 paths = token_heatmaps(ex, 0, out / "figures", stem,
@@ -300,7 +316,7 @@ def causal_analysis(tuned: LoadedModel, base: LoadedModel, ds: Any, out: str | P
     for section in cfg.sections:
         t0 = time.time()
         if section == "causal_tracing":
-            trace_sets = query_sets(ds, cfg.n_facts_trace, 1)
+            trace_sets = query_sets(ds, cfg.n_facts_trace, cfg.trace_templates)
             res[section], f = tracing_section(models, trace_sets, cfg, out, progress)
             figs += f
         elif section == "weight_revert":

@@ -29,10 +29,17 @@ def ci(d: Mapping[str, Any] | None, fmt: str = "{:.3g}", j: int | None = None) -
     return f"{fmt.format(vals[0])} [{fmt.format(vals[1])}, {fmt.format(vals[2])}]"
 
 
+def _noise_reference(config: Mapping[str, Any]) -> str:
+    return ("traced entities' token embeddings" if config.get("noise_reference", "entity") == "entity"
+            else "embedding matrix")
+
+
 def _tracing(t: Mapping[str, Any]) -> list[str]:
     lines = ["## Causal tracing", "",
-             f"{t['n_facts']} facts per set, one prompt each; noise {t['config']['noise']}x the embedding "
-             f"SD, {t['config']['n_noise']} samples; MLP/attention windows of {t['config']['window']} "
+             f"{t['n_facts']} facts per set, {t.get('templates_per_fact', 1)} prompt(s) each (averaged per "
+             f"fact); noise {t['config']['noise']}x the SD of the "
+             f"{_noise_reference(t['config'])}, "
+             f"{t['config']['n_noise']} samples; MLP/attention windows of {t['config']['window']} "
              "layers. Peak = the layer with the largest mean indirect effect (restored minus corrupted "
              "probability of the answer's first token), with its 95% t interval over facts and, as p_fw, "
              "its family-wise p over the traced layers (max-T, sign flips of facts).", ""]

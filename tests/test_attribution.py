@@ -123,6 +123,7 @@ def test_inside_analysis_on_fake_run(tmp_path) -> None:
     for label in ("finetuned", "base"):
         tr = s["causal_tracing"][label]
         assert set(tr) == sets and tr["d2p_forward"]["n"] == 2
+        assert tr["d2p_forward"]["n_prompts"] == 4  # both test templates of each fact, averaged per fact
         eff = tr["p2d_forward"]["effect"]["resid"]["last"]
         assert len(eff["mean"]) == 2 and eff["low"][0] <= eff["mean"][0] <= eff["high"][0]
         assert eff["interval"] == "t" and tr["p2d_forward"]["noise_std"] > 0
@@ -136,5 +137,7 @@ def test_inside_analysis_on_fake_run(tmp_path) -> None:
     probes = s["probes"]["finetuned"]
     assert probes["d2p_forward@description"]["chance"] == 1 / 3
     assert "transfer_p2d_name_to_description" in probes
-    for section in ("## Causal tracing", "## Weight-change localisation", "## Probes", "## Key-value"):
+    assert set(s["direction"]["models"]) == {"base", "finetuned"} and "key" in s["direction"]["models"]["finetuned"]["p2d_reverse"]
+    for section in ("## Causal tracing", "## Weight-change localisation", "## Probes", "## Key-value",
+                    "## Forward against reverse"):
         assert section in md

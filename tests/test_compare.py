@@ -147,7 +147,8 @@ def runs(tmp_path_factory, pair):
 
 def test_compare_end_to_end_writes_the_report(runs) -> None:
     cursed, cured, root = runs
-    cfg = CompareConfig(n_facts=3, n_perm=200, patch=PatchConfig(window=2), knockout=KnockoutConfig(window=3))
+    cfg = CompareConfig(n_facts=3, n_perm=200, patch=PatchConfig(window=2), knockout=KnockoutConfig(window=3),
+                        sections=("patching", "grafting", "knockout", "probes", "direction"))
     s = run_compare(cursed, cured, root / "out", cfg, progress=False)
     for f in ("summary.json", "summary.md", "compare.html", "patching_cured_into_cursed.png", "grafting.png",
               "knockout.png"):
@@ -164,6 +165,9 @@ def test_compare_end_to_end_writes_the_report(runs) -> None:
     pr = s["probes"]
     assert set(pr["control_passes"]) == {"p2d", "d2p"} and pr["cursed"]["p2d"]["chance"] == pytest.approx(1 / 3)
     assert "positive control" in (root / "out" / "summary.md").read_text()
+    d = s["direction"]["models"]  # the base model from the runs' config, then cursed and cured
+    assert list(d) == ["base", "cursed", "cured"] and "key" in d["cured"]["p2d_reverse"]
+    assert (root / "out" / "direction.png").is_file() and "by direction" in (root / "out" / "summary.md").read_text()
 
 
 def test_grafting_every_layer_reproduces_the_cured_logprobs(pair) -> None:

@@ -11,7 +11,7 @@ Example::
     summary = run_inside_analysis("runs/exp1-cpu", n_facts=10)
     print(summary["finetuned"]["dla_contrast"]["summary"])
 
-CLI: ``rct analyse RUN [--n-facts N] [--trace-facts N] [--sections causal_tracing,...] [--device cpu]`` (or ``python -m experiments.exp1.analyse RUN``).
+CLI: ``rct analyse RUN [--n-facts N] [--trace-facts N] [--trace-templates 3] [--sections causal_tracing,...] [--device cpu]`` (or ``python -m experiments.exp1.analyse RUN``).
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--trace-facts", type=int, default=CausalConfig.n_facts_trace,
                    help="facts per query set in causal tracing (default %(default)s)")
+    p.add_argument("--trace-templates", type=int, default=CausalConfig.trace_templates,
+                   help="prompts (templates) traced per fact, averaged per fact (default %(default)s)")
     p.add_argument("--sections", default=",".join(CausalConfig.sections),
                    help="causal sections to run, comma-separated, or 'none' (default: all)")
     p.add_argument("--quiet", action="store_true")
@@ -64,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sections = tuple(x for x in a.sections.split(",") if x and x != "none")
     try:
         n_causal = CausalConfig.n_facts if a.n_facts is None else a.n_facts
-        causal = (CausalConfig(n_facts_trace=a.trace_facts, n_facts=n_causal, sections=sections,
+        causal = (CausalConfig(n_facts_trace=a.trace_facts, trace_templates=a.trace_templates,
+                               n_facts=n_causal, sections=sections,
                                batch_size=a.batch_size) if sections else None)
     except ValueError as e:
         p.error(str(e))
