@@ -41,7 +41,7 @@ import numpy as np
 
 from analysis.query_sets import SETS, QuerySet, query_sets, untrained_name_queries
 from analysis.intervals import maxt_family, t_mean_ci
-from analysis.storage import key_value, position_attribution, record_storage
+from analysis.storage import key_value, per_fact, position_attribution, record_storage
 from analysis.trace_figures import category_heatmaps, effect_curves, token_heatmaps, trace_page
 from interp.trace import CATEGORIES, TraceConfig, causal_trace
 
@@ -105,14 +105,6 @@ def _ci(values: Any, cfg: CausalConfig) -> dict[str, Any]:
     return t_mean_ci(values)
 
 
-def _fact_means(values: np.ndarray, facts: list[Any]) -> np.ndarray:
-    """Rows of the same fact averaged (NaN-aware; first-seen order): one row per fact."""
-    order = list(dict.fromkeys(facts))
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a column NaN for every template stays NaN
-        return np.stack([np.nanmean(values[[i for i, f in enumerate(facts) if f == k]], 0) for k in order])
-
-
 def _peak(arr: np.ndarray, ci: dict[str, Any], layers: list[int], cfg: CausalConfig) -> dict[str, Any] | None:
     """The layer of the largest mean effect, with its family-wise p over the layers (max-T)."""
     m = np.array([np.nan if v is None else v for v in ci["mean"]])
@@ -142,15 +134,15 @@ def tracing_section(models: dict[str, LoadedModel], sets: dict[str, QuerySet], c
         for name, qs in sets.items():
             tr = causal_trace(lm, qs.queries, qs.entity, cfg.trace, progress)
             facts = [q.meta["fact_id"] for q in qs.queries]
-            cat = {s: _fact_means(tr.by_category(s).numpy(), facts) for s in tr.prob}  # [facts, L, categories]
-            cat_answer = {s: _fact_means(tr.by_category(s, answer=True).numpy(), facts) for s in tr.prob}
+            cat = {s: per_fact(tr.by_category(s).numpy(), facts) for s in tr.prob}  # [facts, L, categories]
+            cat_answer = {s: per_fact(tr.by_category(s, answer=True).numpy(), facts) for s in tr.prob}
             entry: dict[str, Any] = {
                 "layers": tr.layers, "n": len(set(facts)), "n_prompts": len(facts), "entity": qs.entity,
                 "direction": qs.direction, "noise_std": tr.noise_std,
-                "p_clean": _ci(_fact_means(tr.p_clean.numpy(), facts), cfg),
-                "p_corrupt": _ci(_fact_means(tr.p_corrupt.numpy(), facts), cfg),
-                "p_clean_answer": _ci(_fact_means(tr.p_clean_answer.numpy(), facts), cfg),
-                "p_corrupt_answer": _ci(_fact_means(tr.p_corrupt_answer.numpy(), facts), cfg),
+                "p_clean": _ci(per_fact(tr.p_clean.numpy(), facts), cfg),
+                "p_corrupt": _ci(per_fact(tr.p_corrupt.numpy(), facts), cfg),
+                "p_clean_answer": _ci(per_fact(tr.p_clean_answer.numpy(), facts), cfg),
+                "p_corrupt_answer": _ci(per_fact(tr.p_corrupt_answer.numpy(), facts), cfg),
                 "effect": {}, "peak": {},
                 "effect_answer": {s: {col: _ci(arr[:, :, CATEGORIES.index(col)], cfg) for col in KEY_COLUMNS}
                                   for s, arr in cat_answer.items()}}

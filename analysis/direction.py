@@ -43,6 +43,7 @@ import torch
 
 from analysis.intervals import maxt_family, t_mean_ci
 from analysis.query_sets import SETS, QuerySet, query_sets
+from analysis.storage import _last_entity_rows, per_fact
 from interp.attribution import attribution_hooks, direct_logit_attribution
 from interp.hooks import hook_name
 from interp.kv import unembed_directions
@@ -124,8 +125,6 @@ def record_direction(lm: LoadedModel, qs: QuerySet, batch_size: int = 16) -> Rec
 
 
 def _entity_last(rec: Recording, qs: QuerySet) -> tuple[str, torch.Tensor]:
-    from analysis.storage import _last_entity_rows
-
     pos = f"entity:{qs.entity}"
     return pos, _last_entity_rows(rec, pos, len(qs.queries))
 
@@ -152,11 +151,6 @@ def entity_value(lm: LoadedModel, rec: Recording, qs: QuerySet) -> torch.Tensor:
     return out / scale[:, None]
 
 
-def _per_fact(values: np.ndarray, facts: list[Any]) -> tuple[np.ndarray, list[Any]]:
-    order = list(dict.fromkeys(facts))
-    return np.stack([values[[i for i, f in enumerate(facts) if f == k]].mean(0) for k in order]), order
-
-
 def _ci(x: np.ndarray) -> dict[str, Any]:
     r = t_mean_ci(x)
     return {"mean": r["mean"], "ci_low": r["low"], "ci_high": r["high"], "n": r["n"]}
@@ -171,7 +165,7 @@ def set_profile(lm: LoadedModel, rec: Recording, qs: QuerySet, n_perm: int = 500
     n_layers = dla.attn.shape[1]
     prof = {"attn_last": dla.attn.numpy(), "mlp_last": dla.mlp.numpy(),
             "mlp_entity": entity_value(lm, rec, qs).numpy()}
-    per = {k: _per_fact(v, facts)[0] for k, v in prof.items()}
+    per = {k: per_fact(v, facts) for k, v in prof.items()}
     stacked = np.concatenate([per[k] for k in PROFILES], 1)
     fam = maxt_family(stacked, n_perm=n_perm, seed=seed)
     layers: dict[str, Any] = {}
@@ -179,15 +173,15 @@ def set_profile(lm: LoadedModel, rec: Recording, qs: QuerySet, n_perm: int = 500
         sl = slice(i * n_layers, (i + 1) * n_layers)
         layers[k] = {f: fam[f][sl] for f in ("mean", "ci_low", "ci_high", "p_family")}
     j = int(np.argmax(np.abs(fam["mean"])))
-    heads, _ = _per_fact(dla.heads.numpy(), facts)  # [facts, L, H]
+    heads = per_fact(dla.heads.numpy(), facts)  # [facts, L, H]
     hm = heads.mean(0)
     top = np.argsort(-np.abs(hm).ravel())[:k_heads]
     n_h = hm.shape[1]
-    logit, _ = _per_fact(dla.logit.numpy(), facts)
+    logit = per_fact(dla.logit.numpy(), facts)
     return {
         "n_facts": len(logit), "contrast_logit": _ci(logit),
-        "first_token_logprob": _ci(_per_fact(rec.stat("first_logprob").numpy(), facts)[0]),
-        "totals": {"embed": _ci(_per_fact(dla.embed.numpy(), facts)[0]),
+        "first_token_logprob": _ci(per_fact(rec.stat("first_logprob").numpy(), facts)),
+        "totals": {"embed": _ci(per_fact(dla.embed.numpy(), facts)),
                    **{k: _ci(per[k].sum(1)) for k in PROFILES}},
         "layers": layers, "crit": fam["crit"],
         "peak": {"profile": PROFILES[j // n_layers], "layer": j % n_layers, "mean": fam["mean"][j],

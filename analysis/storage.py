@@ -24,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -76,10 +77,13 @@ def _keys(rec: Recording, qs: QuerySet) -> tuple[torch.Tensor, torch.Tensor]:
     return act, grad
 
 
-def _per_fact(values: np.ndarray, facts: list[int]) -> np.ndarray:
-    """Average rows that belong to the same fact (first-seen order)."""
+def per_fact(values: np.ndarray, facts: list[Any]) -> np.ndarray:
+    """Average rows that belong to the same fact (first-seen order; NaN-aware: a column that is
+    NaN in every row of a fact stays NaN): one row per fact."""
     order = list(dict.fromkeys(facts))
-    return np.stack([values[[i for i, f in enumerate(facts) if f == k]].mean(0) for k in order])
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.stack([np.nanmean(values[[i for i, f in enumerate(facts) if f == k]], 0) for k in order])
 
 
 def half_mass_count(contrib: np.ndarray) -> int:
@@ -103,16 +107,16 @@ def key_value(tuned: LoadedModel, base: LoadedModel, qs: QuerySet, baseline: Que
     change = ((a_ft - a_b).norm(dim=-1) / a_b.norm(dim=-1).clamp_min(1e-12)).numpy()  # [n, L]
     out: dict[str, Any] = {"set": qs.name, "entity": qs.entity, "direction": qs.direction,
                            "n_facts": len(set(facts)),
-                           "key_change": t_mean_ci(_per_fact(change, facts))}
+                           "key_change": t_mean_ci(per_fact(change, facts))}
     if baseline is not None:
         u_ft, _ = _keys(record_storage(tuned, baseline, batch_size, False), baseline)
         u_b, _ = _keys(record_storage(base, baseline, batch_size, False), baseline)
         uc = ((u_ft - u_b).norm(dim=-1) / u_b.norm(dim=-1).clamp_min(1e-12)).numpy()
-        out["key_change_untrained"] = t_mean_ci(_per_fact(uc, facts))
-        diff = _per_fact(change, facts) - _per_fact(uc, facts)
+        out["key_change_untrained"] = t_mean_ci(per_fact(uc, facts))
+        diff = per_fact(change, facts) - per_fact(uc, facts)
         out["key_change_minus_untrained"] = t_mean_ci(diff)
     for label, a, g in (("finetuned", a_ft, g_ft), ("base", a_b, g_b)):
-        gxa = _per_fact((a * g).numpy(), facts)  # [facts, L, d_mlp]
+        gxa = per_fact((a * g).numpy(), facts)  # [facts, L, d_mlp]
         mean = gxa.mean(0)  # [L, d_mlp]
         flat = np.argsort(mean.ravel())[::-1][:top_k]
         d_mlp = mean.shape[1]
@@ -166,8 +170,8 @@ def position_attribution(lm: LoadedModel, qs: QuerySet, batch_size: int = 16, n_
                 grp = group_of.get((qi, p))
                 if grp is not None:  # target tokens carry no gradient for the first token
                     vals[qi, L, POSITION_GROUPS.index(grp)] += g[r]
-        per_fact = _per_fact(vals, facts)
-        totals = per_fact.sum(1)  # [facts, groups]
-        out[site] = {"by_layer": t_mean_ci(per_fact),
+        by_fact = per_fact(vals, facts)
+        totals = by_fact.sum(1)  # [facts, groups]
+        out[site] = {"by_layer": t_mean_ci(by_fact),
                      "by_group": t_mean_ci(totals)}
     return out

@@ -17,10 +17,10 @@ from interp.models import load_model
 SPEC = "tiny:n_layers=3,d_model=64,seed=5"
 
 
-def _sets(ds, n_facts: int, prompts_per_fact: int = 2):
+def _sets(lm, ds, n_facts: int, prompts_per_fact: int = 2):
     """The query sets as :func:`direction_comparison` makes them on the tiny model: its
     tokenizer is byte-level, so each answer's leading space moves into the prompt."""
-    return {n: distinct_first_tokens(load_model(SPEC), qs)
+    return {n: distinct_first_tokens(lm, qs)
             for n, qs in query_sets(ds, n_facts=n_facts, prompts_per_fact=prompts_per_fact).items()}
 
 
@@ -42,7 +42,7 @@ def test_foils_are_other_facts_with_another_first_token(lm, ds) -> None:
 
     with pytest.raises(ValueError, match="no foil"):  # byte-level: every answer starts with " "
         with_foils(lm, query_sets(ds, n_facts=6, prompts_per_fact=2)["p2d_reverse"])
-    qs = with_foils(lm, _sets(ds, 6)["p2d_reverse"])
+    qs = with_foils(lm, _sets(lm, ds, 6)["p2d_reverse"])
     by_target = {q.target: q.meta["fact_id"] for q in qs.queries}
     for q in qs.queries:
         assert q.foil is not None and by_target[q.foil] != q.meta["fact_id"]
@@ -52,7 +52,7 @@ def test_foils_are_other_facts_with_another_first_token(lm, ds) -> None:
 def test_entity_value_at_the_last_token_is_the_mlp_attribution(lm, ds) -> None:
     """Read at the last token instead of the entity's, the MLP value is the MLP's direct logit
     attribution: the same formula, two code paths."""
-    qs = with_foils(lm, _sets(ds, 4, 1)["d2p_forward"])
+    qs = with_foils(lm, _sets(lm, ds, 4, 1)["d2p_forward"])
     rec = record_direction(lm, qs)
     dla = direct_logit_attribution(lm, rec, contrast=True)
     assert torch.allclose(dla.total(), dla.logit, atol=1e-3)
@@ -71,7 +71,7 @@ def test_key_side_control_sees_a_shared_entity(lm, ds) -> None:
     same entity in another prompt far more than to the other facts' entities (the entity's
     tokens are the same, so its key is there by construction). At the reverse query's entity,
     a different string in a random model, they do not respond more to their own fact."""
-    sets = {n: with_foils(lm, q) for n, q in _sets(ds, 8).items()}
+    sets = {n: with_foils(lm, q) for n, q in _sets(lm, ds, 8).items()}
     fwd, rev = sets["p2d_forward"], sets["p2d_reverse"]
     rf, rr = record_direction(lm, fwd), record_direction(lm, rev)
     ctrl = key_response(rf, fwd, rf, fwd, top_k=10, test_template=1)
