@@ -58,6 +58,10 @@ class CausalConfig:
         trace_templates: prompts (templates) traced per fact; each fact's effects are averaged
             over its templates before the mean and interval over facts (Meng et al. trace
             several prompts per fact).
+        min_clean_p: a model's query set is traced only when the mean clean probability of its
+            answers' first tokens (over facts) reaches this: below it no restoration can rise
+            far enough to be seen (a reverse set, or the base model on fictitious facts), and the
+            entry says so instead. ``rct compare`` is the tool for those sets. 0 traces all.
         trace: the tracing settings for those facts (key positions by default).
         example_trace: the settings of the one full layer x token trace per set.
         n_facts: facts per set for probes and key-value (None: all; chance for a probe is
@@ -73,8 +77,9 @@ class CausalConfig:
             trace's fact and seeds the family-wise sign flips.
     """
 
-    n_facts_trace: int = 6
-    trace_templates: int = 3
+    n_facts_trace: int = 20
+    trace_templates: int = 1
+    min_clean_p: float = 0.05
     trace: TraceConfig = field(default_factory=lambda: TraceConfig(
         positions="key", n_noise=2, window=5, layer_stride=2))
     example_trace: TraceConfig = field(default_factory=lambda: TraceConfig(
@@ -96,6 +101,8 @@ class CausalConfig:
             raise ValueError(f"CausalConfig.sections: unknown {bad}; known: {known}")
         if self.n_facts_trace < 1 or (self.n_facts is not None and self.n_facts < 1):
             raise ValueError("CausalConfig: n_facts_trace and n_facts must be >= 1")
+        if not 0 <= self.min_clean_p < 1:
+            raise ValueError(f"CausalConfig.min_clean_p must be in [0, 1), got {self.min_clean_p}")
         if self.trace_templates < 1:
             raise ValueError(f"CausalConfig.trace_templates must be >= 1, got {self.trace_templates}")
 
@@ -122,9 +129,11 @@ def _peak(arr: np.ndarray, ci: dict[str, Any], layers: list[int], cfg: CausalCon
 
 def tracing_section(models: dict[str, LoadedModel], sets: dict[str, QuerySet], cfg: CausalConfig,
                     out: Path, progress: bool = True) -> tuple[dict[str, Any], list[Path]]:
-    """Causal tracing of every set on every model; summary and figures."""
+    """Causal tracing of every set on every model whose clean answer probability reaches
+    ``cfg.min_clean_p`` (:func:`clean_first_token_p`); summary and figures."""
     res: dict[str, Any] = {"config": asdict(cfg.trace), "example_config": asdict(cfg.example_trace),
-                           "n_facts": cfg.n_facts_trace, "templates_per_fact": cfg.trace_templates}
+                           "n_facts": cfg.n_facts_trace, "templates_per_fact": cfg.trace_templates,
+                           "min_clean_p": cfg.min_clean_p}
     figs: list[Path] = []
     examples: list[tuple[str, Path]] = []
     for label, lm in models.items():
@@ -132,8 +141,15 @@ def tracing_section(models: dict[str, LoadedModel], sets: dict[str, QuerySet], c
         means: dict[str, dict[str, np.ndarray]] = {}
         curves: dict[str, dict[str, dict[str, Any]]] = {c: {} for c in ("last entity", "last")}
         for name, qs in sets.items():
-            tr = causal_trace(lm, qs.queries, qs.entity, cfg.trace, progress)
             facts = [q.meta["fact_id"] for q in qs.queries]
+            p0 = _ci(per_fact(clean_first_token_p(lm, qs, cfg.batch_size), facts), cfg)
+            if p0["mean"] < cfg.min_clean_p:
+                res[label][name] = {"skipped": f"clean first-token probability {p0['mean']:.3g} < "
+                                               f"{cfg.min_clean_p}: too low to trace",
+                                    "p_clean": p0, "n": len(set(facts)), "entity": qs.entity,
+                                    "direction": qs.direction}
+                continue
+            tr = causal_trace(lm, qs.queries, qs.entity, cfg.trace, progress)
             cat = {s: per_fact(tr.by_category(s).numpy(), facts) for s in tr.prob}  # [facts, L, categories]
             cat_answer = {s: per_fact(tr.by_category(s, answer=True).numpy(), facts) for s in tr.prob}
             entry: dict[str, Any] = {
@@ -168,7 +184,10 @@ def tracing_section(models: dict[str, LoadedModel], sets: dict[str, QuerySet], c
                                        f"-> {q.target.split()[0]!r}")
                 figs += paths
                 examples.append((f"{label}, {name}: one query, every token", paths[1]))
-        layers = res[label][next(iter(sets))]["layers"]
+        traced = [e for e in res[label].values() if "skipped" not in e]
+        if not traced:
+            continue
+        layers = traced[0]["layers"]
         p = category_heatmaps(means, layers, out / "figures", f"trace_{label}_categories",
                               f"{label}: mean indirect effect by layer and position (n={cfg.n_facts_trace} facts per set)")
         figs += p
@@ -184,6 +203,14 @@ def tracing_section(models: dict[str, LoadedModel], sets: dict[str, QuerySet], c
                       "of layers) at a time. Colours: restored probability of the answer's first token.")
     res["page"] = str(page.relative_to(out))
     return res, figs
+
+
+def clean_first_token_p(lm: LoadedModel, qs: QuerySet, batch_size: int = 16) -> np.ndarray:
+    """The probability of each query's answer's first token after its prompt (no noise)."""
+    from interp.scoring import score_completions
+
+    scores = score_completions(lm, [(q.prompt, q.target) for q in qs.queries], batch_size=batch_size)
+    return np.exp(np.array([s.token_logprobs[0] for s in scores]))
 
 
 def foil_triples(lm: LoadedModel, qs: QuerySet) -> list[tuple[str, str, str]]:

@@ -50,6 +50,11 @@ def _tracing(t: Mapping[str, Any]) -> list[str]:
                   "| set | p clean | p corrupted | resid @ last entity | MLP @ last entity | attn @ last token |",
                   "|---|---|---|---|---|---|"]
         for name, e in t[label].items():
+            if "skipped" in e:
+                lines.append(f"| {SET_LABELS.get(name, name)} | {ci(e['p_clean'])} | not traced: "
+                             f"{e['skipped']} | - | - | - |")
+                continue
+
             def peak(site: str, col: str) -> str:
                 p = e["peak"].get(site, {}).get(col)
                 if not p:

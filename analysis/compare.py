@@ -71,6 +71,12 @@ class CompareConfig:
             windows of 5 (patching) and 9 (knockout) centred there still cover every layer, at a
             third of the cost; ``rct compare --layer-stride 1`` for every layer).
         batch_size: scoring batch in grafting.
+        necessity_sets: the sets also patched the other way (``cursed->cured``, which state is
+            needed); by default the reverse sets only: on the trained sets both models know the
+            answer, so there is no cure to take away.
+        graft_sets: the sets whose cured-minus-cursed gain is located by weight grafting; by
+            default the reverse sets only (on the trained sets the gain is about zero, so no
+            fraction of it can be located).
         probe_layer_stride: the transfer probe at every k-th layer (and the embeddings and the
             last layer).
         n_perm: sign flips of the family-wise tests.
@@ -83,6 +89,8 @@ class CompareConfig:
     patch: PatchConfig = field(default_factory=lambda: PatchConfig(layer_stride=3))
     knockout: KnockoutConfig = field(default_factory=lambda: KnockoutConfig(layer_stride=3))
     batch_size: int = 32
+    necessity_sets: tuple[str, ...] = REVERSE_SETS
+    graft_sets: tuple[str, ...] = REVERSE_SETS
     probe_layer_stride: int = 3
     n_perm: int = 5000
     seed: int = 0
@@ -94,6 +102,10 @@ class CompareConfig:
         if bad or not self.sets:
             raise ValueError(f"CompareConfig.sets: unknown query set {bad[0] if bad else '(none)'}; "
                              f"expected some of {tuple(SETS)}")
+        for key in ("necessity_sets", "graft_sets"):
+            bad = [s for s in getattr(self, key) if s not in self.sets]
+            if bad:
+                raise ValueError(f"CompareConfig.{key}: {bad[0]!r} is not one of the compared sets {self.sets}")
         bad = [s for s in self.sections if s not in SECTIONS]
         if bad or not self.sections:
             raise ValueError(f"CompareConfig.sections: unknown section {bad[0] if bad else '(none)'}; "
@@ -234,11 +246,13 @@ def compare_models(cursed: LoadedModel, cured: LoadedModel, ds: Any, out: str | 
             tgt, src, sign = (cursed, cured, 1) if d == "cured->cursed" else (cured, cursed, -1)
             summary["patching"][d] = {
                 name: patching_summary(cross_patch(tgt, src, qs.queries, qs.entity, cfg.patch, progress),
-                                       cfg.n_perm, cfg.seed, sign) for name, qs in sets.items()}
+                                       cfg.n_perm, cfg.seed, sign) for name, qs in sets.items()
+                if sign == 1 or name in cfg.necessity_sets}
         summary["timing_s"]["patching"] = time.perf_counter() - t0
     if "grafting" in cfg.sections:
         t0 = time.perf_counter()
-        loc = localise(cured, cursed, {n: _pairs(q) for n, q in sets.items()}, batch_size=cfg.batch_size,
+        loc = localise(cured, cursed, {n: _pairs(q) for n, q in sets.items() if n in cfg.graft_sets},
+                       batch_size=cfg.batch_size,
                        progress=progress)
         summary["grafting"] = grafting_summary(loc, cfg.n_perm, cfg.seed)
         summary["timing_s"]["grafting"] = time.perf_counter() - t0

@@ -155,6 +155,9 @@ def test_compare_end_to_end_writes_the_report(runs) -> None:
         assert (root / "out" / f).is_file(), f
     html = (root / "out" / "compare.html").read_text()
     assert "http" not in html.split("<body>")[1].split("data:image")[0]  # offline: nothing fetched
+    # grafting and the cursed->cured patching run on the reverse sets only, by default
+    assert set(s["grafting"]) == set(s["patching"]["cursed->cured"]) == {"p2d_reverse", "d2p_reverse"}
+    assert len(s["patching"]["cured->cursed"]) == 4
     g = s["grafting"]["p2d_reverse"]
     assert g["cumulative"]["fraction"] is None or g["cumulative"]["fraction"][-1] == pytest.approx(1.0, abs=1e-4)
     p = s["patching"]["cured->cursed"]["p2d_reverse"]

@@ -11,7 +11,7 @@ Example::
     summary = run_inside_analysis("runs/exp1-cpu", n_facts=10)
     print(summary["finetuned"]["dla_contrast"]["summary"])
 
-CLI: ``rct analyse RUN [--n-facts N] [--trace-facts N] [--trace-templates 3] [--sections causal_tracing,...] [--device cpu]`` (or ``python -m experiments.exp1.analyse RUN``).
+CLI: ``rct analyse RUN [--n-facts N] [--trace-facts N] [--trace-templates 1] [--trace-noise 2] [--trace-min-p 0.05] [--sections causal_tracing,...] [--device cpu]`` (or ``python -m experiments.exp1.analyse RUN``).
 """
 
 from __future__ import annotations
@@ -58,6 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="facts per query set in causal tracing (default %(default)s)")
     p.add_argument("--trace-templates", type=int, default=CausalConfig.trace_templates,
                    help="prompts (templates) traced per fact, averaged per fact (default %(default)s)")
+    p.add_argument("--trace-noise", type=int, default=CausalConfig().trace.n_noise,
+                   help="noise samples per traced prompt (default %(default)s; Meng et al. use 10, "
+                        "at 5x the tracing time)")
+    p.add_argument("--trace-min-p", type=float, default=CausalConfig.min_clean_p,
+                   help="trace a model's query set only when its answers' mean clean first-token "
+                        "probability reaches this (default %(default)s; 0: trace every set)")
     p.add_argument("--sections", default=",".join(CausalConfig.sections),
                    help="causal sections to run, comma-separated, or 'none' (default: all)")
     p.add_argument("--quiet", action="store_true")
@@ -66,7 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sections = tuple(x for x in a.sections.split(",") if x and x != "none")
     try:
         n_causal = CausalConfig.n_facts if a.n_facts is None else a.n_facts
+        if a.trace_noise < 1:
+            raise ValueError(f"--trace-noise must be >= 1, got {a.trace_noise}")
         causal = (CausalConfig(n_facts_trace=a.trace_facts, trace_templates=a.trace_templates,
+                               min_clean_p=a.trace_min_p,
+                               trace=replace(CausalConfig().trace, n_noise=a.trace_noise),
                                n_facts=n_causal, sections=sections,
                                batch_size=a.batch_size) if sections else None)
     except ValueError as e:
