@@ -138,6 +138,13 @@ def _family(columns: dict[str, np.ndarray], n_perm: int, seed: int) -> dict[str,
     return {"columns": out, "crit": res["crit"], "n_tests": int(ok.sum())}
 
 
+def _rows(columns: dict[str, np.ndarray]) -> dict[str, list[list[float | None]]]:
+    """Each column's ``[fact, layer]`` values, rounded to 1e-4 (NaN as None): kept in the
+    summary so that :mod:`analysis.compare_pool` can pool seeds fact by fact."""
+    return {k: [[None if not np.isfinite(v) else round(float(v), 4) for v in row] for row in np.asarray(a)]
+            for k, a in columns.items()}
+
+
 def _restoring(fam: dict[str, Any], layers: list[int], gap: float, label: str, sign: int = 1
                ) -> list[dict[str, Any]]:
     """Columns whose effect has the sign ``sign`` at family-wise p < 0.05, largest first."""
@@ -178,7 +185,8 @@ def patching_summary(res: CrossPatch, n_perm: int, seed: int, sign: int = 1) -> 
             "p_target": float(res.p_target.mean()), "p_source": float(res.p_source.mean()),
             "gap": _ci(gap), "effect": fam["columns"], "first_token_prob_change": first,
             "cosine": pcols, "crit": fam["crit"], "n_tests": fam["n_tests"],
-            "sign": sign, "restoring": _restoring(fam, res.layers, g_mean, "patching", sign)}
+            "sign": sign, "restoring": _restoring(fam, res.layers, g_mean, "patching", sign),
+            "per_fact": {"gap": [round(float(v), 4) for v in gap], "effect": _rows(cols)}}
 
 
 def knockout_summary(res: Knockout, n_perm: int, seed: int) -> dict[str, Any]:
@@ -187,6 +195,7 @@ def knockout_summary(res: Knockout, n_perm: int, seed: int) -> dict[str, Any]:
     return {"n": len(res.lp_clean), "layers": res.layers, "window": res.config.window,
             "lp_clean": _ci(res.lp_clean.numpy()), "p_clean": float(res.p_clean.mean()),
             "effect": fam["columns"], "crit": fam["crit"], "n_tests": fam["n_tests"],
+            "per_fact": {"effect": _rows(cols)},
             "first_token_prob_change": {e: (res.p_first[e] - res.p_clean[:, None]).numpy().mean(0).tolist()
                                         for e in res.config.edges}}
 
@@ -209,7 +218,9 @@ def grafting_summary(loc: Any, n_perm: int, seed: int) -> dict[str, Any]:
                      "ungraft_breaking": _restoring(fam_u, layers, -float(gain.mean()), "ungraft", -1),
                      "cumulative": {"order": list(s.order),
                                     "fraction": None if frac is None else frac.tolist()},
-                     "k50": s.k50, "k90": s.k90}
+                     "k50": s.k50, "k90": s.k90,
+                     "per_fact": {"gain": [round(float(v), 4) for v in gain], "graft": _rows(graft),
+                                  "ungraft": _rows(ungraft)}}
     return out
 
 
@@ -236,7 +247,9 @@ def compare_models(cursed: LoadedModel, cured: LoadedModel, ds: Any, out: str | 
         if len(qs.queries) < 2:
             raise ValueError(f"query set {name}: {len(qs.queries)} fact(s); intervals need at least 2")
     summary: dict[str, Any] = {"config": cfg.to_dict(), "sets": {n: {"n_facts": len(q.queries),
-                               "entity": q.entity, "direction": q.direction} for n, q in sets.items()},
+                               "entity": q.entity, "direction": q.direction,
+                               "fact_ids": [str(x.meta.get("fact_id", i)) for i, x in enumerate(q.queries)]}
+                               for n, q in sets.items()},
                                "timing_s": {}}
     models = {"cursed": cursed, "cured": cured}
     if "patching" in cfg.sections:
