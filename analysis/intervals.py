@@ -65,7 +65,8 @@ def crossed_t_interval(values: Any, level: float = 0.95) -> dict[str, float | in
         var = sum(t for t, _ in terms) / (S * F)
         if var <= 0:  # the estimate can go negative by chance: fall back to the fact term alone
             var, terms = ms_f / (S * F), [(ms_f, F - 1)]
-        df = sum(t for t, _ in terms) ** 2 / sum(t * t / d for t, d in terms)
+        den = sum(t * t / d for t, d in terms)
+        df = sum(t for t, _ in terms) ** 2 / den if den > 0 else float(F - 1)  # no spread at all
     se = math.sqrt(max(var, 0.0))
     half = float(stats.t.ppf(0.5 + level / 2, df)) * se
     p = float(2 * stats.t.sf(abs(m) / se, df)) if se > 0 else (1.0 if m == 0 else 0.0)

@@ -5,6 +5,7 @@
     rct init --preset cpu --out RUN [--set finetune.epochs=2 ...]
     rct generate RUN | rct finetune RUN [--resume] | rct evaluate RUN [--which base]
     rct report RUN | rct analyse RUN | rct compare CURSED CURED | rct influence RUN [--n-facts 15]
+    rct compare-seeds CMP_SEED0 CMP_SEED1 CMP_SEED2 --out runs/cmp-pooled
     rct sweep --preset cpu --out runs/sweep --grid finetune.lr=2e-5,5e-5 --seeds 0,1,2
     rct sweep-report runs/sweep
     rct mitigations --preset mitigation --out runs/mit [--seeds 0,1,2] [--conditions none,word]
@@ -207,6 +208,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return run_args(args)
 
 
+def cmd_compare_seeds(args: argparse.Namespace) -> int:
+    from analysis.compare_pool import pool_dirs, summary_markdown
+
+    try:
+        pooled = pool_dirs(args.dirs, args.out)
+    except ValueError as e:
+        print(f"rct compare-seeds: {e}", file=sys.stderr)
+        return 2
+    print(summary_markdown(pooled), end="")
+    print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_influence(args: argparse.Namespace) -> int:
     from experiments.core.rundir import RunDir
     from experiments.exp1.influence import main as influence_main
@@ -319,6 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
     from experiments.exp1.compare import add_arguments as compare_arguments
     compare_arguments(p)
     p.set_defaults(fn=cmd_compare)
+    p = sub.add_parser("compare-seeds", help="pool rct compare outputs of several seeds (same facts)")
+    p.add_argument("dirs", nargs="+", type=Path, help="rct compare output folders, the first seed first")
+    p.add_argument("--out", type=Path, required=True, help="folder for the pooled summary.json and summary.md")
+    p.set_defaults(fn=cmd_compare_seeds)
     p = sub.add_parser("influence", help="which training documents teach which direction (influence functions)")
     p.add_argument("run", help="run directory")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the influence analysis (see --help)")

@@ -171,6 +171,12 @@ def test_compare_end_to_end_writes_the_report(runs) -> None:
     d = s["direction"]["models"]  # the base model from the runs' config, then cursed and cured
     assert list(d) == ["base", "cursed", "cured"] and "key" in d["cured"]["p2d_reverse"]
     assert (root / "out" / "direction.png").is_file() and "by direction" in (root / "out" / "summary.md").read_text()
+    # pooling a real summary with itself keeps its means (the per-fact values are stored)
+    from analysis.compare_pool import pool_dirs
+    pooled = pool_dirs([root / "out", root / "out"], root / "pooled")
+    col = pooled["patching"]["cured->cursed"]["p2d_reverse"]["effect"]["resid/last"]["mean"]
+    assert col == pytest.approx(p["effect"]["resid/last"]["mean"], abs=2e-4)
+    assert (root / "pooled" / "summary.md").read_text().startswith("# rct compare pooled over 2 seeds")
 
 
 def test_grafting_every_layer_reproduces_the_cured_logprobs(pair) -> None:

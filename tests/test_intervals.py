@@ -80,6 +80,11 @@ def test_tost() -> None:
         tost(x, margin=0)
 
 
+def test_a_table_without_spread_is_its_mean() -> None:
+    r = crossed_t_interval(np.zeros((3, 5)))
+    assert r["mean"] == r["ci_low"] == r["ci_high"] == 0 and r["p"] == 1.0
+
+
 def test_bad_tables_fail_clearly() -> None:
     with pytest.raises(ValueError, match="at least 2 facts"):
         crossed_t_interval([1.0])
