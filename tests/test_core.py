@@ -235,3 +235,51 @@ def test_interrupted_checkpoint_write_is_cleaned_up(tmp_path):
     finetune(lm, [("a b", " c d")] * 4, FinetuneConfig(batch_size=2, epochs=1, precision="fp32"), ckpt,
              progress=False)
     assert not stale.exists() and (ckpt / "epoch-001" / "state.json").exists()
+
+
+# ------------------------------------------------------------------ bad input found by a user probe
+
+def test_empty_or_folder_config_is_refused(tmp_path, capsys):
+    (tmp_path / "empty.yaml").write_text("\n")
+    (tmp_path / "folder").mkdir()
+    assert main(["exp1", "--config", str(tmp_path / "empty.yaml"), "--out", str(tmp_path / "a")]) == 2
+    one_line_error(capsys, "is empty")
+    assert main(["exp1", "--config", str(tmp_path / "folder"), "--out", str(tmp_path / "b")]) == 2
+    one_line_error(capsys, "is a folder")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_resume_on_a_missing_path_and_unmakeable_out(tmp_path, capsys):
+    assert main(["exp1", "--preset", "smoke", "--out", str(tmp_path / "typo" / "run"), "--resume"]) == 2
+    one_line_error(capsys, "does not exist, so there is no run to continue")
+    assert not (tmp_path / "typo").exists()
+    (tmp_path / "afile.txt").write_text("keep")
+    assert main(["exp1", "--preset", "smoke", "--out", str(tmp_path / "afile.txt" / "run")]) == 2
+    one_line_error(capsys, "afile.txt is a file")
+    assert (tmp_path / "afile.txt").read_text() == "keep"
+    if Path("/proc/self").exists():  # a folder whose mkdir fails after the permission check
+        assert main(["exp1", "--preset", "smoke", "--out", "/proc/rct-x"]) == 2
+        one_line_error(capsys, "cannot make the folder")
+
+
+def test_damaged_run_config_is_one_line(tmp_path, capsys):
+    run = tmp_path / "r"
+    assert main(["init", "--preset", "smoke", "--out", str(run)]) == 0
+    capsys.readouterr()
+    with open(run / "config.json", "a") as f:
+        f.write("{{")
+    for argv in (["report", str(run)], ["exp1", "--preset", "smoke", "--out", str(run), "--resume"]):
+        assert main(argv) == 2
+        one_line_error(capsys, "config.json: not valid JSON (line")
+
+
+def test_analyse_and_influence_arguments_and_unfinished_runs(tmp_path, capsys):
+    run = tmp_path / "r"
+    assert main(["init", "--preset", "smoke", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["analyse", str(run), "--n-facts", "0", "--sections", "none"]) == 2
+    one_line_error(capsys, "--n-facts must be >= 1")
+    assert main(["analyse", str(run)]) == 2
+    one_line_error(capsys, "has no finetuned model yet")
+    assert main(["influence", str(run), "--n-facts", "-3"]) == 2
+    one_line_error(capsys, "--n-facts must be >= 1")

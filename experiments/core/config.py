@@ -95,8 +95,13 @@ def read_file(path: str | Path) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; give a YAML/JSON file (a copied preset)")
     if not path.is_file():
         raise ConfigError(f"config file {path} not found")
+    if not path.read_text(encoding="utf-8", errors="replace").strip():
+        raise ConfigError(f"config file {path} is empty; copy a preset (experiments/presets/) and edit it, "
+                          "or use --preset")
     try:
         data = OmegaConf.to_container(OmegaConf.load(path))
     except Exception as e:  # noqa: BLE001 - YAML and IO errors of many kinds: one line out

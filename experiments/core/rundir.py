@@ -57,6 +57,18 @@ def _writable(path: Path) -> bool:
     return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    """A run's JSON file; a damaged one is a one-line :class:`RunDirError` naming file and line."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise RunDirError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
+                          "was it edited by hand?") from None
+    if not isinstance(data, dict):
+        raise RunDirError(f"{path}: expected a JSON object at the top level")
+    return data
+
+
 @dataclass
 class RunDir:
     """A run directory on disk (see the module docstring)."""
@@ -91,14 +103,24 @@ class RunDir:
                                   "or choose another --out")
             run._check_same(config, kind, data, data_dir)
             return run
+        if resume and not path.exists():
+            raise RunDirError(f"--resume: {path} does not exist, so there is no run to continue; "
+                              "check the path, or drop --resume to start a new run")
         if path.exists() and any(path.iterdir()):
             if resume:
                 raise RunDirError(f"--resume: {path} is not a run directory (no config.json) and is "
                                   "not empty; nothing there was touched; choose another --out")
             raise RunDirError(f"{path} exists and is not empty; choose another --out")
+        blocking = next((a for a in path.parents if a.exists() and not a.is_dir()), None)
+        if blocking is not None:
+            raise RunDirError(f"--out {path}: {blocking} is a file, so no folder can be made below it; "
+                              "choose another --out")
         if not _writable(path):
             raise RunDirError(f"--out {path}: cannot write there (permission denied)")
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunDirError(f"--out {path}: cannot make the folder ({e.strerror or e})") from None
         man = {"kind": kind, **(manifest or {}), "config_hash": config_hash(config), "stages": {}}
         if data is not None:
             man["data"] = {"dir": str(Path(data_dir).resolve()), "files": data}
@@ -143,11 +165,11 @@ class RunDir:
     # ------------------------------------------------------------------ reading
 
     def config_dict(self) -> dict[str, Any]:
-        return json.loads((self.path / "config.json").read_text())
+        return _read_json(self.path / "config.json")
 
     def manifest(self) -> dict[str, Any]:
         p = self.path / "manifest.json"
-        return json.loads(p.read_text()) if p.exists() else {"stages": {}}
+        return _read_json(p) if p.exists() else {"stages": {}}
 
     @property
     def kind(self) -> str | None:

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from analysis.causal import CausalConfig
+from experiments.core.rundir import RunDir
+from interp.errors import RctError
 from analysis.inside import InsideConfig, inside_analysis
 from experiments.exp1.data import load_exp1
 from interp.models import load_model
@@ -37,7 +39,10 @@ def run_inside_analysis(run_dir: str | Path, n_facts: int | None = None, device:
     cfg = config or InsideConfig()
     if n_facts is not None:
         cfg = replace(cfg, n_facts=n_facts)
-    run_cfg = json.loads((run_dir / "config.json").read_text())
+    if not (run_dir / "model" / "config.json").is_file():
+        raise RctError(f"{run_dir} has no finetuned model yet (no {run_dir / 'model'}): finish the run first "
+                       f"(rct finetune {run_dir}, or rct exp1 ... --resume)")
+    run_cfg = RunDir.existing(run_dir, "exp1").config_dict()
     ds = load_exp1(Path(run_cfg["data_dir"]) if run_cfg.get("data_dir") else run_dir / "data")
     tuned = load_model(str(run_dir / "model"), device=device)
     base = load_model(run_cfg["model"], device=device)
@@ -68,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="causal sections to run, comma-separated, or 'none' (default: all)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
+    for flag, v in (("--n-facts", a.n_facts), ("--prompts-per-fact", a.prompts_per_fact),
+                    ("--batch-size", a.batch_size), ("--trace-facts", a.trace_facts)):
+        if v is not None and v < 1:
+            raise RctError(f"{flag} must be >= 1, got {v}")
     cfg = InsideConfig(n_facts=a.n_facts, prompts_per_fact=a.prompts_per_fact, batch_size=a.batch_size)
     sections = tuple(x for x in a.sections.split(",") if x and x != "none")
     try:

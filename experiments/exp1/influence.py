@@ -290,6 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
+    if a.n_facts is not None and a.n_facts < 1:
+        raise RctError(f"--n-facts must be >= 1 (facts per subset queried), got {a.n_facts}")
     try:
         cfg = replace(DEFAULT, layer_stride=a.layer_stride, modules=a.modules, seed=a.seed, precision=a.precision,
                       covariance_dtype=a.covariance_dtype,
