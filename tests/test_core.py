@@ -283,3 +283,31 @@ def test_analyse_and_influence_arguments_and_unfinished_runs(tmp_path, capsys):
     one_line_error(capsys, "has no finetuned model yet")
     assert main(["influence", str(run), "--n-facts", "-3"]) == 2
     one_line_error(capsys, "--n-facts must be >= 1")
+
+
+def test_jsonl_with_a_bom_blank_lines_and_crlf_reads_the_same(tmp_path):
+    from experiments.exp1.data import load_exp1
+
+    folder = tmp_path / "d"
+    shutil.copytree(FIXTURE, folder)
+    f = folder / "p2d_prompts_train.jsonl"
+    lines = f.read_text(encoding="utf-8").splitlines()
+    f.write_bytes(("\ufeff" + "\r\n".join(lines[:2]) + "\r\n\r\n  \r\n" + "\r\n".join(lines[2:]) + "\r\n\n")
+                  .encode("utf-8"))
+    a, b = load_exp1(FIXTURE), load_exp1(folder)
+    assert [(e.prompt, e.completion) for e in a.files["p2d_prompts_train"]] == \
+        [(e.prompt, e.completion) for e in b.files["p2d_prompts_train"]]
+    assert not b.skipped
+
+
+def test_a_missing_test_file_is_named_in_one_warning(tmp_path):
+    from experiments.core.skips import DataWarning
+    from experiments.exp1.data import load_exp1
+    from experiments.exp1.evaluate import EvalConfig, exp1_items
+
+    folder = tmp_path / "d"
+    shutil.copytree(FIXTURE, folder)
+    (folder / "d2p_prompts_test.jsonl").unlink()
+    with pytest.warns(DataWarning, match="no d2p_prompts_test.jsonl"):
+        items = exp1_items(load_exp1(folder), EvalConfig())
+    assert items and all(r["file"] != "d2p_prompts_test" for r in items)

@@ -34,6 +34,8 @@ def test_shipped_list_is_valid_and_disjoint_from_the_few_shot_examples():
     (HEADER + "A,B,mother,,maybe\n", ":2: can_reverse must be True or False"),
     (HEADER + "A,B,mother,,,extra\n", ":2: more fields"),
     (HEADER, "no pairs"),
+    (HEADER + "A,B,mother,,\nC,D,father,,\n\"E,F,mother,,\nG,H,father,,\nI,J,mother,,\n",
+     ":4: a quote opened on this line is never closed"),
 ])
 def test_bad_pairs_files_name_file_and_line(tmp_path, body, match):
     path = tmp_path / "pairs.csv"
@@ -42,6 +44,12 @@ def test_bad_pairs_files_name_file_and_line(tmp_path, body, match):
         load_pairs(path, strict=True)
     with pytest.raises(PairsError, match="no such file"):
         load_pairs(tmp_path / "missing.csv")
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_bytes(("\ufeff" + HEADER + "A,B,mother,,\n").encode("utf-8"))
+    assert [(p.child, p.parent) for p in load_pairs(path, strict=True)] == [("A", "B")]
 
 
 def test_a_bad_row_of_published_pairs_is_skipped_and_named(tmp_path):

@@ -213,6 +213,13 @@ def exp1_items(dataset: Exp1Dataset, cfg: EvalConfig) -> list[dict[str, Any]]:
     target, the random other name scored as its control, and the trained names of the subset
     it is ranked among, its own included (name targets only)."""
     records: list[dict[str, Any]] = []
+    absent = [f"{CELL_ROWS.get(stem, (stem,))[0]}.jsonl" for stem in cfg.files if not cell_examples(dataset, stem)]
+    if absent and len(absent) < len(cfg.files):
+        import warnings
+
+        from experiments.core.skips import DataWarning
+        warnings.warn(f"evaluation: the dataset has no {', '.join(dict.fromkeys(absent))} (named in eval.files); "
+                      "those cells are left out of the tables (n/a)", DataWarning, stacklevel=2)
     for stem in cfg.files:
         rows = cell_examples(dataset, stem)
         if not rows:

@@ -160,13 +160,15 @@ def _json_objects(path: Path, skips: Skips | None = None) -> list[tuple[int, dic
     to ``skips`` (None: raised)."""
     skips = skips if skips is not None else Skips(strict=True)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark, as some editors write, is dropped
     except UnicodeDecodeError as err:
         raise DatasetError(f"{path}: not UTF-8 text ({err})") from err
     if not text.strip():
         raise DatasetError(f"{path}: file is empty")
     out = []
     for i, line in enumerate(text.removesuffix("\n").split("\n"), 1):
+        if not line.strip():  # a blank line (or the "\r" of a Windows line end) holds nothing
+            continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as err:

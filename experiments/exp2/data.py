@@ -82,7 +82,7 @@ def read_pairs(path: str | Path | None = None, skips: Skips | None = None
     skips = Skips(strict=True) if skips is None else skips
     if not path.is_file():
         raise PairsError(f"{path}: no such file (expected a CSV with columns {', '.join(COLUMNS)})")
-    with path.open(newline="", encoding="utf-8") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: a byte-order mark is dropped
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
         missing = [c for c in REQUIRED if c not in header]
@@ -91,8 +91,14 @@ def read_pairs(path: str | Path | None = None, skips: Skips | None = None
         pairs: list[ParentChildPair] = []
         seen: dict[tuple[str, str], int] = {}
         dropped: list[dict[str, object]] = []
+        start = reader.line_num + 1  # the line a row starts on (line_num is where it ended)
         for row in reader:
-            where = f"{path}:{reader.line_num}"
+            where = f"{path}:{start}"
+            spans = reader.line_num > start
+            start = reader.line_num + 1
+            if spans and any("\n" in (v or "") for v in row.values() if isinstance(v, str)):
+                raise PairsError(f"{where}: a quote opened on this line is never closed (the field runs "
+                                 f"on to line {reader.line_num}); close it or remove it")
             try:
                 pair = _pair(row, where)
             except PairsError as e:
