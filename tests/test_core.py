@@ -175,7 +175,7 @@ def test_out_that_is_a_file_or_cannot_be_written(tmp_path, capsys):
     assert main(["exp1", "--preset", "smoke", "--out", str(f)]) == 2
     one_line_error(capsys, "is a file")
     assert main(["exp1", "--preset", "smoke", "--out", str(f / "below")]) == 2
-    one_line_error(capsys, "cannot write there")
+    one_line_error(capsys, "is a file, so no folder can be made below it")
     assert f.read_text() == "keep"
     if os.geteuid() != 0:  # root writes anywhere: the permission check cannot fail for it
         ro = tmp_path / "ro"
@@ -311,3 +311,28 @@ def test_a_missing_test_file_is_named_in_one_warning(tmp_path):
     with pytest.warns(DataWarning, match="no d2p_prompts_test.jsonl"):
         items = exp1_items(load_exp1(folder), EvalConfig())
     assert items and all(r["file"] != "d2p_prompts_test" for r in items)
+
+
+def test_stage_commands_refuse_changed_data_or_an_edited_config(tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURE, data)
+    out = tmp_path / "run"
+    assert main(["init", "--preset", "smoke", "--data", str(data), "--out", str(out)]) == 0
+    before = digest(out)
+    with open(data / "p2d_prompts_test.jsonl", "a") as f:
+        f.write("\n")  # any change of the bytes
+    capsys.readouterr()
+    for cmd in ("finetune", "evaluate", "report"):
+        assert main([cmd, str(out)]) == 2
+        one_line_error(capsys, "p2d_prompts_test.jsonl changed since the run started")
+    assert digest(out) == before
+
+    run = tmp_path / "run2"
+    assert main(["init", "--preset", "smoke", "--out", str(run)]) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["finetune"]["lr"] = 0.5
+    (run / "config.json").write_text(json.dumps(cfg))
+    capsys.readouterr()
+    for cmd in ("finetune", "report"):
+        assert main([cmd, str(run)]) == 2
+        one_line_error(capsys, "was edited after the run was made")

@@ -162,6 +162,25 @@ class RunDir:
                               f"changed since the run started ({len(changed)} file(s) differ); "
                               "choose another --out")
 
+    def check_unchanged(self, data_dir: str | Path | None = None) -> None:
+        """Refuse (one line) a run whose ``config.json`` was edited after it was made, or whose
+        external data folder changed since: every stage command checks, so that no stage runs
+        on, or reports as used, something the run did not start with. Runs made before the
+        manifest recorded the hashes are not checked."""
+        man = self.manifest()
+        recorded = man.get("config_hash")
+        if recorded is not None and config_hash(self.config_dict()) != recorded:
+            raise RunDirError(f"{self.path / 'config.json'} was edited after the run was made (its hash differs "
+                              "from manifest.json's); restore it, or start a new run with the new config")
+        rec = man.get("data")
+        if data_dir is not None and rec is not None and Path(data_dir).is_dir():
+            now = hash_files(data_dir)
+            changed = sorted(k for k in set(rec["files"]) | set(now) if rec["files"].get(k) != now.get(k))
+            if changed:
+                raise RunDirError(f"{self.path}: data file {Path(str(data_dir)) / changed[0]} changed since the run "
+                                  f"started ({len(changed)} file(s) differ); the run's results would mix two "
+                                  "datasets: restore the data or start a new run")
+
     # ------------------------------------------------------------------ reading
 
     def config_dict(self) -> dict[str, Any]:

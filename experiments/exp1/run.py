@@ -79,7 +79,9 @@ def data_dir(cfg: Exp1Config, run_dir: Path) -> Path:
 def read_config(run_dir: Path) -> Exp1Config:
     """The config of the experiment 1 run in ``run_dir``."""
     run = RunDir.existing(run_dir, "exp1")
-    return Exp1Config.from_dict(run.config_dict())
+    cfg = Exp1Config.from_dict(run.config_dict())
+    run.check_unchanged(cfg.data_dir)
+    return cfg
 
 
 def validate(cfg: Exp1Config, strict: bool = False) -> list[dict[str, Any]]:
