@@ -344,6 +344,23 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def quiet_libraries() -> None:
+    """``--quiet``: the libraries' own bars too ("Loading weights", "Writing model shards")."""
+    try:
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
+    try:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    except ImportError:  # pragma: no cover
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command. Errors the user can fix (:class:`interp.errors.RctError`) print one
     line and exit 2; anything else keeps its traceback. ``--debug`` shows every traceback."""
@@ -352,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args([a for a in argv if a != "--debug"])
     args.debug = debug
     one_line_data_warnings()
+    if getattr(args, "quiet", False) or "--quiet" in (getattr(args, "rest", None) or []):
+        quiet_libraries()
     try:
         return args.fn(args)
     except RctError as e:

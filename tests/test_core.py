@@ -336,3 +336,29 @@ def test_stage_commands_refuse_changed_data_or_an_edited_config(tmp_path, capsys
     for cmd in ("finetune", "report"):
         assert main([cmd, str(run)]) == 2
         one_line_error(capsys, "was edited after the run was made")
+
+
+def test_a_training_completion_without_its_space_is_refused(tmp_path):
+    from experiments.exp1.data import DatasetError, load_exp1
+
+    folder = tmp_path / "d"
+    shutil.copytree(FIXTURE, folder)
+    f = folder / "d2p_prompts_train.jsonl"
+    lines = f.read_text().splitlines()
+    row = json.loads(lines[1])
+    lines[1] = json.dumps({**row, "completion": row["completion"].lstrip()})
+    f.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError, match=r"d2p_prompts_train.jsonl:2: the training completion .* does not start with a space"):
+        load_exp1(folder)
+
+
+def test_quiet_silences_the_libraries_bars_too(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "experiments.cli", "exp1", "--preset", "smoke", "--out",
+                        str(tmp_path / "run"), "--quiet"], capture_output=True, text=True, cwd=ROOT,
+                       env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stderr.strip() == "", r.stderr[-2000:]  # no "Loading weights" / "Writing model shards" bars
+    assert "A plumbing check, not a result" in r.stdout  # a smoke run's tables are not the curse

@@ -108,6 +108,11 @@ def load_exp1(folder: str | Path, strict: bool = False) -> Exp1Dataset:
             if stem in TEST_STEMS and not ln.completion[:1].isspace():  # a file's convention: always refused
                 raise DatasetError(f"{path}:{ln.line}: {_NO_SPACE.format(c=ln.completion)} "
                                    f'(write " {ln.completion.lstrip()}")')
+            if stem in TRAIN_STEMS and ln.prompt and not ln.completion[:1].isspace() \
+                    and not ln.prompt[-1:].isspace():
+                raise DatasetError(f"{path}:{ln.line}: the training completion {ln.completion!r} does not start "
+                                   "with a space, and prompt and completion are tokenised apart, so the model "
+                                   f'would learn the two words run together (write " {ln.completion.lstrip()}")')
             examples.append(
                 Example(
                     ln.prompt,

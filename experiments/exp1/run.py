@@ -203,6 +203,12 @@ def stage_report(run_dir: Path) -> str:
                         if (m := load_reversed_metrics(run_dir / "eval" / label)) is not None}
     text = table1(metrics, title=f"Experiment 1 ({cfg.preset} preset, {cfg.model})",
                   reversed_metrics=reversed_metrics)
+    if cfg.preset == "smoke" and str(cfg.model).startswith("tiny:"):
+        head, _, rest = text.partition("\n")
+        text = (f"{head}\n\n> **A plumbing check, not a result.** The smoke preset finetunes a tiny random "
+                "model for a few steps: it ranks every name about alike, in both directions, so these tables "
+                "say nothing about the Reversal Curse. `rct exp1 --preset cpu` is the smallest real run.\n"
+                f"{rest}")
     from interp.fileio import write_text
 
     write_text(run_dir / "table1.md", text)
