@@ -105,6 +105,15 @@ def check_hooks_exist(bridge: Any, names: Iterable[str]) -> None:
     """Raise KeyError naming any hook that the bridge does not have."""
     missing = [n for n in names if n not in bridge.hook_dict]
     if missing:
+        n_layers = getattr(getattr(bridge, "cfg", None), "n_layers", None)
+        for n in missing:  # a layer beyond the model's is the usual cause: say so
+            try:
+                site, layer = parse_hook(n)
+            except KeyError:
+                continue
+            if layer is not None and n_layers is not None and layer >= n_layers:
+                raise KeyError(f"hook {n!r}: layer {layer} out of range: the model has {n_layers} layers, "
+                               f"0-{n_layers - 1}")
         raise KeyError(f"hook points not in this model: {missing[:5]}")
 
 

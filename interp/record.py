@@ -141,6 +141,28 @@ class Recording:
         return cls(index, load_file(str(folder / "tensors.safetensors")))
 
 
+def _check_entity(queries: Sequence[Query], label: str) -> None:
+    """``entity:<label>`` rows come from the queries whose prompt holds that entity: none at
+    all is an error (a mistyped label, or entities never set), some missing a warning naming
+    the first, so that an empty or short recording never passes silently."""
+    why = []
+    for i, q in enumerate(queries):
+        if label not in q.entities:
+            why.append(f"query {i} ({q.prompt!r}) has no entity labelled {label!r} "
+                       f"(its labels: {sorted(q.entities) or 'none'})")
+        elif q.entities[label] not in q.prompt:
+            why.append(f"query {i}: entity {label!r} = {q.entities[label]!r} does not occur in its prompt "
+                       f"{q.prompt!r}")
+    if len(why) == len(queries):
+        raise ValueError(f"positions 'entity:{label}': no query has that entity in its prompt; {why[0]}; "
+                         "set it with Query(..., entities={label: text})")
+    if why:
+        import warnings
+
+        warnings.warn(f"positions 'entity:{label}': {len(why)} of {len(queries)} queries give no rows; "
+                      f"first: {why[0]}", stacklevel=3)
+
+
 def _grad_hooks(hooks: Sequence[str]) -> list[str]:
     """Hooks that carry a gradient (a norm's scale is computed beside the graph, not in it)."""
     return [h for h in hooks if parse_hook_site(h) not in NO_GRAD_SITES]
@@ -192,6 +214,13 @@ def record(
         raise ValueError(f"record() keeps [batch, pos, ...] tensors; {bad[0]} is [batch, head, "
                          "q, k]: use analysis.pages.attention_pattern")
     check_hooks_exist(bridge, hooks)
+    empty = [i for i, q in enumerate(queries) if not q.prompt.strip()]
+    if empty:
+        raise ValueError(f"query {empty[0]}: empty prompt; the answer would be scored from the BOS token "
+                         "alone, which says nothing about a fact")
+    for pos in positions:
+        if pos.startswith("entity:"):
+            _check_entity(queries, pos[7:])
     encoded = [encode_pair(lm, q.prompt, q.target) for q in queries]
     foils = [_first_token(lm, q.foil) if q.foil else -1 for q in queries]
     order = sorted(range(len(queries)), key=lambda i: -sum(map(len, encoded[i])))

@@ -120,3 +120,15 @@ def test_unknown_hook_and_position_are_errors(lm) -> None:
         record(lm, QUERIES, ["blocks.9.mlp.hook_post"])
     with pytest.raises(ValueError):
         record(lm, QUERIES, [hook_name("mlp_post", 0)], positions=("middle",))
+
+
+def test_missing_entities_empty_prompts_and_layers_out_of_range_are_named(lm) -> None:
+    h = [hook_name("mlp_post", 0)]
+    with pytest.raises(ValueError, match="no query has that entity.*no entity labelled 'nmae'"):
+        record(lm, QUERIES, h, positions=("entity:nmae",))
+    with pytest.warns(UserWarning, match=r"entity:name'.*queries give no rows"):
+        record(lm, QUERIES, h, positions=("entity:name",))
+    with pytest.raises(ValueError, match="empty prompt"):
+        record(lm, [Query("  ", " x")], h)
+    with pytest.raises(KeyError, match="layer 7 out of range: the model has 2 layers, 0-1"):
+        record(lm, QUERIES[:1], [hook_name("mlp_post", 7)])
