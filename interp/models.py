@@ -87,11 +87,61 @@ def load_model(spec: str | TinyConfig, options: ModelOptions | None = None, **kw
     elif _looks_like_path(spec):
         raise ModelLoadError(f"local model folder {spec!r} does not exist")
     else:
+        _fail_fast(spec)
         lm = _load_pretrained(spec, "hf", options)
     lm.info["resolved"] = resolved
     lm.hf.to(resolved["device"])
     lm.hf.eval()
     return lm
+
+
+def _close_embedded(spec: str) -> str | None:
+    """An embedded name close to ``spec`` (a typo such as ``smollm2-135``), if any."""
+    import difflib
+
+    hits = difflib.get_close_matches(spec.lower(), list(EMBEDDED_MODELS), n=1, cutoff=0.75)
+    return hits[0] if hits else None
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection now (no retries: a machine without
+    network learns it in seconds, not after the hub client's ten retries)."""
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return False
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # through a proxy a direct connection proves nothing: let the hub client try
+    host = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1].split("/")[0]
+    try:
+        with socket.create_connection((host.split(":")[0], 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _in_hub_cache(spec: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(spec, "config.json"), str)
+    except Exception:  # noqa: BLE001 - an invalid repo id is simply not cached
+        return False
+
+
+def _fail_fast(spec: str) -> None:
+    """Before any hub request for ``spec`` (not embedded, not a path, not cached): a near miss
+    of an embedded name, or no network, is a one-line error at once."""
+    if _in_hub_cache(spec):
+        return
+    near = _close_embedded(spec)
+    if near is not None:
+        raise ModelLoadError(f"unknown model {spec!r}: did you mean {near!r}? (embedded models: "
+                             f"{', '.join(EMBEDDED_MODELS)}, tiny; or a Hugging Face id or a local folder)")
+    if not _hub_reachable():
+        raise ModelLoadError(f"model {spec!r} is not in the local Hugging Face cache and the hub cannot be "
+                             f"reached from here; on a machine with network run `huggingface-cli download "
+                             f"{spec}` (or pass a local folder); offline choices: {', '.join(EMBEDDED_MODELS)}, tiny")
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -115,13 +165,12 @@ def check_spec(spec: str) -> None:
         return
     if _looks_like_path(spec):
         raise ModelLoadError(f"local model folder {spec!r} does not exist")
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        if isinstance(try_to_load_from_cache(spec, "config.json"), str):
-            return
-    except Exception:  # noqa: BLE001 - an invalid repo id: the hub check below says so
-        pass
+    if _in_hub_cache(spec):
+        return
+    near = _close_embedded(spec)
+    if near is not None:
+        raise ModelLoadError(f"unknown model {spec!r}: did you mean {near!r}? (embedded models: "
+                             f"{', '.join(EMBEDDED_MODELS)}, tiny; or a Hugging Face id or a local folder)")
     hint = (f"on a machine with network run `huggingface-cli download {spec}` (or pass a local "
             f"folder); offline choices: {', '.join(EMBEDDED_MODELS)}, tiny")
     if os.environ.get("HF_HUB_OFFLINE") == "1":

@@ -93,3 +93,27 @@ def test_bridge_shares_weights_and_leaves_hf_plain():
     with torch.no_grad():
         lm.hf.model.layers[0].mlp.down_proj.weight.mul_(2.0)  # e.g. a training step
         assert (bridge(ids) - lm.hf(ids).logits).abs().max().item() < 1e-5
+
+
+def test_a_mistyped_model_name_fails_at_once_with_a_suggestion(monkeypatch) -> None:
+    import interp.models as m
+    from interp.errors import ModelLoadError
+
+    def no_hub(*a, **k):
+        raise AssertionError("the hub was asked about a near miss of an embedded name")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(m, "_hub_reachable", no_hub)
+    monkeypatch.setattr(m, "_load_pretrained", no_hub)
+    for fn in (m.load_model, m.check_spec):
+        with pytest.raises(ModelLoadError, match="did you mean 'smollm2-135m'"):
+            fn("smollm2-135")
+
+
+def test_no_network_is_one_line_without_retries(monkeypatch) -> None:
+    import interp.models as m
+    from interp.errors import ModelLoadError
+
+    monkeypatch.setattr(m, "_hub_reachable", lambda timeout=3.0: False)
+    with pytest.raises(ModelLoadError, match="the hub cannot be reached from here"):
+        m.load_model("someone/not-cached-model-xyz")
