@@ -231,9 +231,13 @@ def logit_lens(lm: LoadedModel, rec: Recording, chunk: int = 16) -> Float[Tensor
     return torch.cat(out)
 
 
+MIN_QUERIES = 3
+"""Fewest queries per set for which :func:`compare` tests writers (a standard error needs a spread)."""
+
+
 def _stats(x: Tensor) -> dict[str, list]:
     n = x.shape[0]
-    sd = x.std(0) if n > 1 else torch.zeros_like(x[0])
+    sd = x.std(0) if n > 1 else torch.full_like(x[0], float("nan"))  # one query has no spread to report
     return {"mean": x.mean(0).tolist(), "std": sd.tolist(), "sem": (sd / max(n, 1) ** 0.5).tolist()}
 
 
@@ -241,7 +245,9 @@ def compare(forward: Attribution, reverse: Attribution, k: int = 5) -> dict[str,
     """Mean/std/sem per layer x component for both sets, their difference, and a summary.
 
     A *writer* is a component whose mean score is positive, at least 3 standard errors
-    from zero and at least 10% of the largest forward writer's mean.
+    from zero and at least 10% of the largest forward writer's mean. A set of fewer than
+    :data:`MIN_QUERIES` queries has no standard error worth the name: its spread is NaN, its
+    writers are not tested (``writers_tested`` False) and a warning says so.
     """
     out: dict[str, Any] = {"kind": forward.kind, "n_forward": len(forward.embed),
                            "n_reverse": len(reverse.embed)}
@@ -253,10 +259,22 @@ def compare(forward: Attribution, reverse: Attribution, k: int = 5) -> dict[str,
     fwd_grid = forward.components().mean(0)  # [L, 2]
     thresh = 0.1 * float(fwd_grid.max().clamp_min(0))
 
+    out["writers_tested"] = {}
+    for name, a in (("forward", forward), ("reverse", reverse)):
+        out["writers_tested"][name] = len(a.embed) >= MIN_QUERIES
+        if len(a.embed) < MIN_QUERIES:
+            import warnings
+
+            warnings.warn(f"compare(): the {name} set has {len(a.embed)} quer{'y' if len(a.embed) == 1 else 'ies'}; "
+                          f"writers need at least {MIN_QUERIES} for a standard error, so none are tested there",
+                          stacklevel=2)
+
     def writers(a: Attribution) -> list[dict[str, Any]]:
         grid = a.components()  # [n, L, 2]
+        if grid.shape[0] < MIN_QUERIES:
+            return []
         mean = grid.mean(0)
-        sem = grid.std(0) / grid.shape[0] ** 0.5 if grid.shape[0] > 1 else torch.zeros_like(mean)
+        sem = grid.std(0) / grid.shape[0] ** 0.5
         found = []
         for L, c in (mean > 0).nonzero().tolist():
             if mean[L, c] >= 3 * sem[L, c] and mean[L, c] >= thresh and mean[L, c] > 0:
@@ -275,12 +293,19 @@ def summary_text(cmp: dict[str, Any]) -> str:
         return ", ".join(f"L{w['layer']} {w['component']} ({w['mean']:+.2f} +- {w['sem']:.2f})" for w in ws)
 
     fw, rw = cmp["forward_writers"], cmp["reverse_writers"]
+    tested = cmp.get("writers_tested", {"forward": True, "reverse": True})
     lines = [f"[{cmp['kind']}] forward n={cmp['n_forward']}, reverse n={cmp['n_reverse']}."]
-    lines.append("Forward recall is written by: " + fmt(fw) + "." if fw else
-                 "No component writes the forward answer consistently.")
-    lines.append("Reverse queries have writers: " + fmt(rw) + "." if rw else
-                 "Reverse queries have no writer above threshold (3 s.e.m. and 10% of the "
-                 "largest forward writer).")
+    if not tested["forward"]:
+        lines.append(f"Forward writers not tested (n={cmp['n_forward']} < {MIN_QUERIES}).")
+    else:
+        lines.append("Forward recall is written by: " + fmt(fw) + "." if fw else
+                     "No component writes the forward answer consistently.")
+    if not tested["reverse"]:
+        lines.append(f"Reverse writers not tested (n={cmp['n_reverse']} < {MIN_QUERIES}).")
+    else:
+        lines.append("Reverse queries have writers: " + fmt(rw) + "." if rw else
+                     "Reverse queries have no writer above threshold (3 s.e.m. and 10% of the "
+                     "largest forward writer).")
     lines.append(f"Total explained: forward {cmp['forward']['total_mean']:+.2f}, "
                  f"reverse {cmp['reverse']['total_mean']:+.2f}.")
     return " ".join(lines)

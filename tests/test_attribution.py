@@ -73,9 +73,22 @@ def test_grad_x_act_is_consistent(lm, rec, pos: str) -> None:
 def test_compare_summary(lm, rec) -> None:
     a = direct_logit_attribution(lm, rec, contrast=True)
     fwd, rev = a.subset(torch.tensor([True, True, False, False])), a.subset(torch.tensor([False, False, True, True]))
-    out = compare(fwd, rev)
+    with pytest.warns(UserWarning, match="writers need at least 3"):  # 2 queries per set here
+        out = compare(fwd, rev)
     assert len(out["forward"]["mlp"]["mean"]) == 2 and len(out["difference"]["attn"]) == 2
     assert out["summary"].startswith("[dla_contrast]")
+    assert out["forward_writers"] == [] and "not tested (n=2 < 3)" in out["summary"]
+
+
+def test_compare_on_one_query_reports_no_spread_and_no_writers(lm, rec) -> None:
+    import math
+
+    a = direct_logit_attribution(lm, rec, contrast=True)
+    one, rest = a.subset(torch.tensor([True, False, False, False])), a.subset(torch.tensor([False, True, True, True]))
+    with pytest.warns(UserWarning, match="the forward set has 1 query"):
+        out = compare(one, rest)
+    assert all(math.isnan(v) for v in out["forward"]["mlp"]["sem"])
+    assert out["writers_tested"] == {"forward": False, "reverse": True} and out["forward_writers"] == []
 
 
 def make_fake_run(root, n_facts: int = 3):
