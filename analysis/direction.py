@@ -47,7 +47,7 @@ from analysis.storage import _last_entity_rows, per_fact
 from interp.attribution import attribution_hooks, direct_logit_attribution
 from interp.hooks import hook_name
 from interp.kv import unembed_directions
-from interp.record import Recording, record
+from interp.recording import Recording, record
 from interp.tokens import encode_completion
 
 if TYPE_CHECKING:

@@ -39,7 +39,7 @@ from interp.attribution import (attribution_hooks, compare, direct_logit_attribu
                                 logit_lens)
 from interp.fileio import write_json, write_text
 from interp.kv import promoted_tokens, top_neurons, weight_deltas
-from interp.record import Query, record
+from interp.recording import Query, record
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from uuid import uuid4
 import torch
 
 from interp.hooks import hook_name
-from interp.record import Query, record
+from interp.recording import Query, record
 from interp.tokens import encode_prompt
 
 if TYPE_CHECKING:

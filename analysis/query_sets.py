@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from interp.record import Query
+from interp.recording import Query
 
 # set -> (file stem, subset, entity in the prompt, answer kind, direction)
 SETS: dict[str, tuple[str, str, str, str, str]] = {

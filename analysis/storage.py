@@ -33,7 +33,7 @@ import torch
 from analysis.query_sets import QuerySet
 from analysis.intervals import t_mean_ci
 from interp.hooks import layer_hooks
-from interp.record import Recording, record
+from interp.recording import Recording, record
 from interp.trace import _categories
 
 if TYPE_CHECKING:

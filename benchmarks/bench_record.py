@@ -6,7 +6,7 @@ On the embedded model (SmolLM2-135M, fp32, CPU by default), one batch of ``--bat
 - ``hf fwd+bwd``: the HF model, log-prob of the targets, ``backward()`` (parameter grads:
   what a training step costs before the optimizer);
 - ``bridge fwd+bwd``: the same through the TransformerLens bridge;
-- ``record acts``: :func:`interp.record.record`, every ``mlp_post`` at all positions;
+- ``record acts``: :func:`interp.recording.record`, every ``mlp_post`` at all positions;
 - ``record acts+grads``: the same with ``grad="sum"`` (activation gradients only).
 
 Methods run interleaved, round by round (a shared CPU's noise then hits all alike); prints
@@ -26,7 +26,7 @@ import torch
 
 from interp.hooks import layer_hooks
 from interp.models import load_model
-from interp.record import Query, record
+from interp.recording import Query, record
 from interp.tokens import encode_pair, pad_batch, pad_id
 
 WORDS = ("the quiet composer of the northern river songs was known to many as a patient "

@@ -3,7 +3,7 @@
 from interp.attribution import direct_logit_attribution, grad_x_act, logit_lens
 from interp.generate import Generation, greedy_generate
 from interp.models import LoadedModel, ModelLoadError, ModelOptions, TinyConfig, load_model
-from interp.record import Query, Recording, record
+from interp.recording import Query, Recording, record
 from interp.scoring import CompletionScore, score_completions
 
 __all__ = [

@@ -12,7 +12,7 @@ Three views, all at the last prompt position (the one that predicts the first an
   zero for Llama) sum to the model's logit. Under ``fold_ln_center`` the logit is the
   centred one the bridge computes (log-probs are unchanged). ``contrast=True`` explains
   ``logit(answer) - logit(foil)`` instead.
-- :func:`grad_x_act`: gradient of the recorded objective (see :mod:`interp.record`) times
+- :func:`grad_x_act`: gradient of the recorded objective (see :mod:`interp.recording`) times
   the activation, per attention layer, MLP layer, head (via ``z``) and neuron; at the last
   prompt position, or summed over every recorded position (``pos="all"``).
 - :func:`logit_lens`: log-prob of the first answer token after each layer, through the
@@ -43,7 +43,7 @@ from interp.kv import (neuron_logit_contributions, stack_layers, unembed_bias, u
 
 if TYPE_CHECKING:
     from interp.models import LoadedModel
-    from interp.record import Recording
+    from interp.recording import Recording
 
 
 def attribution_hooks(lm: LoadedModel) -> list[str]:

@@ -39,7 +39,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from interp.cross_patch import _answer_scores, _prefix_cache, _window, layer_list
-from interp.record import Query, _entity_positions
+from interp.recording import Query, _entity_positions
 from interp.tokens import encode_pair
 from interp.trace_sites import _cache_kw, _eval_no_grad, _parts
 

@@ -36,7 +36,7 @@ from torch import Tensor
 
 if TYPE_CHECKING:
     from interp.models import LoadedModel
-    from interp.record import Recording
+    from interp.recording import Recording
 
 
 def final_norm_weight(bridge: Any) -> Float[Tensor, "d_model"]:

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from interp.hooks import hook_name
 from interp.probe_fit import EMBED_LAYER, ProbeScore, Scheme, probe_accuracy, transfer_accuracy
-from interp.record import Query, record
+from interp.recording import Query, record
 
 if TYPE_CHECKING:
     from interp.models import LoadedModel

@@ -53,7 +53,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp.record import Query, _entity_positions
+from interp.recording import Query, _entity_positions
 from interp.tokens import encode_pair
 from interp.trace_sites import (_cache_kw, _eval_no_grad, _first, _hooks, _Parts, _parts, _replace_first,
                                 site_modules)  # noqa: F401 - site_modules re-exported

@@ -8,7 +8,7 @@ import torch
 from interp.attribution import (attribution_hooks, compare, direct_logit_attribution, grad_x_act,
                                 logit_lens)
 from interp.models import load_model
-from interp.record import Query, record
+from interp.recording import Query, record
 
 QUERIES = [
     Query("The writer of Tides of Glass is", " Orla Quillmere", foil=" Ben Hall"),

@@ -15,7 +15,7 @@ from experiments.exp1.compare import RunMismatch, check_runs, main as compare_ma
 from interp.cross_patch import PatchConfig, cross_patch, patch_query
 from interp.knockout import KnockoutConfig, _run, attention_knockout, edge_keys, knock_query
 from interp.models import load_model, save_model
-from interp.record import Query
+from interp.recording import Query
 from interp.scoring import score_completions
 from interp.trace_sites import _parts
 

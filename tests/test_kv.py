@@ -12,7 +12,7 @@ from interp.hooks import hook_name
 from interp.kv import (key_response, layer_totals, promoted_tokens, target_promotion, top_neurons,
                        value_logits, weight_deltas)
 from interp.models import LoadedModel, load_model
-from interp.record import Query, record
+from interp.recording import Query, record
 
 QUERIES = [Query("The writer of Tides of Glass is", " Orla", entities={"description": "Tides of Glass"}),
            Query("Ben Hall was", " a pilot", entities={"name": "Ben Hall"})]

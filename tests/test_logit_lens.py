@@ -14,7 +14,7 @@ from interp.attribution import (attribution_hooks, direct_logit_attribution, fin
 from interp.errors import ModelLoadError
 from interp.kv import stack_layers
 from interp.models import load_model
-from interp.record import Query, record
+from interp.recording import Query, record
 from interp.tiny import TinyConfig
 
 # No leading space on answers: with the byte tokenizer " X" starts with the space byte, so

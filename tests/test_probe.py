@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from analysis.probe_figures import probe_curves
 from interp.probe import (ProbeResult, fit_logistic, layer_probes, layer_transfer, probe_accuracy,
                           probe_features, template_folds, transfer_accuracy)
-from interp.record import Query
+from interp.recording import Query
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

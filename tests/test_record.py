@@ -8,7 +8,7 @@ import torch
 from interp.hooks import (HookNotFiredError, check_fired, check_mlp_post_is_down_input, hook_name,
                           layer_hooks, parse_hook)
 from interp.models import load_model
-from interp.record import Query, Recording, record
+from interp.recording import Query, Recording, record
 from interp.tokens import encode_pair
 
 QUERIES = [
@@ -132,3 +132,14 @@ def test_missing_entities_empty_prompts_and_layers_out_of_range_are_named(lm) ->
         record(lm, [Query("  ", " x")], h)
     with pytest.raises(KeyError, match="layer 7 out of range: the model has 2 layers, 0-1"):
         record(lm, QUERIES[:1], [hook_name("mlp_post", 7)])
+
+
+def test_the_module_is_importable_by_name() -> None:
+    """``interp.record`` is the function (``from interp import record``); the module is
+    ``interp.recording``, so that ``import interp.recording as r`` binds the module."""
+    import types
+
+    import interp
+    import interp.recording as r
+
+    assert isinstance(r, types.ModuleType) and r.record is interp.record and callable(interp.record)

@@ -7,7 +7,7 @@ import torch
 
 from interp.hooks import hook_name
 from interp.models import load_model
-from interp.record import Query, record
+from interp.recording import Query, record
 from interp.tokens import encode_pair
 from interp.trace import CATEGORIES, TraceConfig, causal_trace, restored_probability, site_modules
 
