@@ -141,6 +141,34 @@ class Recording:
         return cls(index, load_file(str(folder / "tensors.safetensors")))
 
 
+FUNCTION_WORDS = frozenset(
+    "the a an of to in on at by for from with as is was are were be and or but that this these those "
+    "his her its their our my your he she it they we i you who which what".split())
+
+
+def _warn_uninformative_first_token(lm: LoadedModel, completions: Sequence[Sequence[int]]) -> None:
+    """The per-query statistics and ``grad="first"`` explain the answer's *first* token. Warn
+    (once) when that token is a function word for most queries, or the same token for most of
+    them: the attribution then explains an article, not the fact (``analysis.direction``'s
+    ``distinct_first_tokens`` moves a shared leading token into the prompt)."""
+    firsts = [c[0] for c in completions if c]
+    if not firsts:
+        return
+    import warnings
+    from collections import Counter
+
+    tok, n = Counter(firsts).most_common(1)[0]
+    text = lm.tokenizer.decode([tok])
+    word = text.strip().lower()
+    shared = len(firsts) >= 3 and n / len(firsts) > 0.5
+    if shared or (word in FUNCTION_WORDS and n / len(firsts) > 0.5):
+        warnings.warn(f"record(): the answer's first token, which the first-token statistics and grad='first' "
+                      f"explain, is {text!r} for {n} of {len(firsts)} queries"
+                      f"{' (a function word)' if word in FUNCTION_WORDS else ''}: they explain that token, "
+                      "not the fact. Move it into the prompt (analysis.direction.distinct_first_tokens) or use "
+                      "grad='sum' for the whole answer", stacklevel=3)
+
+
 def _check_entity(queries: Sequence[Query], label: str) -> None:
     """``entity:<label>`` rows come from the queries whose prompt holds that entity: none at
     all is an error (a mistyped label, or entities never set), some missing a warning naming
@@ -222,6 +250,8 @@ def record(
         if pos.startswith("entity:"):
             _check_entity(queries, pos[7:])
     encoded = [encode_pair(lm, q.prompt, q.target) for q in queries]
+    if grad != "sum":
+        _warn_uninformative_first_token(lm, [c for _, c in encoded])
     foils = [_first_token(lm, q.foil) if q.foil else -1 for q in queries]
     order = sorted(range(len(queries)), key=lambda i: -sum(map(len, encoded[i])))
     parts: dict[str, list[torch.Tensor]] = {}

@@ -143,3 +143,15 @@ def test_the_module_is_importable_by_name() -> None:
     import interp.recording as r
 
     assert isinstance(r, types.ModuleType) and r.record is interp.record and callable(interp.record)
+
+
+def test_a_shared_first_answer_token_is_warned_about(lm) -> None:
+    import warnings
+
+    h = [hook_name("mlp_post", 0)]
+    qs = [Query(f"Person {i} is", f" the maker of thing {i}") for i in range(4)]
+    with pytest.warns(UserWarning, match=r"first token.*for 4 of 4 queries"):
+        record(lm, qs, h, grad="first")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        record(lm, qs, h, grad="sum")  # the whole answer: nothing to warn about
