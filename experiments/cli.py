@@ -19,6 +19,7 @@ Each command is a plain function below (``cmd_*``), separate from argument parsi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -366,6 +367,14 @@ def main(argv: list[str] | None = None) -> int:
     line and exit 2; anything else keeps its traceback. ``--debug`` shows every traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv  # accepted anywhere on the line
+    if "--precision-probe" in argv:  # accepted anywhere too: `--precision-probe refresh`
+        i = argv.index("--precision-probe")
+        value = argv[i + 1] if i + 1 < len(argv) else ""
+        if value != "refresh":
+            print(f"rct: error: --precision-probe: expected 'refresh', got {value!r}", file=sys.stderr)
+            return 2
+        os.environ["RCT_PRECISION_PROBE"] = "refresh"
+        del argv[i: i + 2]
     args = build_parser().parse_args([a for a in argv if a != "--debug"])
     args.debug = debug
     one_line_data_warnings()

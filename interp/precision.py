@@ -6,7 +6,9 @@ Two decisions, each returned with its reason so that a run's manifest can say wh
 - :func:`choose_precision` turns ``auto`` into ``bf16`` autocast where the device runs bf16
   matmuls fast, ``fp16`` autocast (with a gradient scaler) on CUDA GPUs without bf16, and
   ``fp32`` otherwise. On a CPU the answer comes from :func:`probe_cpu_matmul`, a measured
-  probe of a few small matmuls in each dtype (about 0.3 s), cached per machine: CPUs without
+  probe of small matmuls in each dtype (the median of 5 interleaved rounds, about 0.7 s; bf16
+  only when it is at least :data:`FAST_BF16_RATIO` times fp32), cached per machine (``rct
+  --precision-probe refresh`` measures again): CPUs without
   native bf16 (AVX2 only) run bf16 matmuls tens of times *slower* than fp32, and a feature
   flag does not always say which kind of CPU this is.
 
@@ -38,10 +40,11 @@ import torch
 from interp.cache import cache_dir
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+PROBE_VERSION = 2  # 2: median of 5 interleaved rounds (1: one window per dtype)
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # bf16 autocast is chosen on a CPU when its matmuls run at least this much faster than fp32;
 # below that the precision loss buys nothing.
-FAST_BF16_RATIO = 1.2
+FAST_BF16_RATIO = 1.3
 # an explicit bf16 warns when bf16 matmuls are this many times slower than fp32
 SLOW_BF16_RATIO = 3.0
 
@@ -97,11 +100,23 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _cpu_flags() -> str:
+    """The CPU's feature flags (``/proc/cpuinfo``), sorted; empty where unknown."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return " ".join(sorted(line.split(":", 1)[1].split()))
+    except OSError:
+        pass
+    return ""
+
+
 def _probe_key() -> str:
-    """What the probe's answer depends on: CPU, ISA limits, torch build, thread count."""
+    """What the probe's answer depends on: CPU model and flags, ISA limits, torch build, thread
+    count, and the probe's own version (a better probe does not reuse an older one's guess)."""
     env = {k: os.environ.get(k) for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
                                           "MKL_ENABLE_INSTRUCTIONS")}
-    raw = json.dumps([_cpu_model(), platform.machine(), torch.__version__,
+    raw = json.dumps([PROBE_VERSION, _cpu_model(), _cpu_flags(), platform.machine(), torch.__version__,
                       torch.backends.cpu.get_cpu_capability(), torch.get_num_threads(), env])
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
@@ -119,12 +134,23 @@ def _gflops(dtype: torch.dtype, n: int, seconds: float) -> float:
     return best
 
 
-def measure_cpu_matmul(n: int = 384, seconds: float = 0.12) -> dict[str, Any]:
-    """Best GFLOP/s of an ``n x n`` matmul in fp32 and in bf16 on this CPU (about 0.3 s)."""
-    fp32 = _gflops(torch.float32, n, seconds)
-    bf16 = _gflops(torch.bfloat16, n, seconds)
-    return {"n": n, "threads": torch.get_num_threads(), "fp32_gflops": round(fp32, 1),
-            "bf16_gflops": round(bf16, 1), "bf16_over_fp32": round(bf16 / max(fp32, 1e-9), 3),
+def measure_cpu_matmul(n: int = 384, seconds: float = 0.06, rounds: int = 5) -> dict[str, Any]:
+    """GFLOP/s of an ``n x n`` matmul in fp32 and in bf16 on this CPU: ``rounds`` rounds, each
+    the best of a short window per dtype, the two dtypes interleaved; the medians and the
+    median of the per-round ratios (about 0.7 s). One noisy window (another process waking up)
+    then cannot decide the precision of every later run."""
+    import statistics
+
+    fp32s, bf16s, ratios = [], [], []
+    for _ in range(rounds):
+        f, b = _gflops(torch.float32, n, seconds), _gflops(torch.bfloat16, n, seconds)
+        fp32s.append(f)
+        bf16s.append(b)
+        ratios.append(b / max(f, 1e-9))
+    return {"n": n, "threads": torch.get_num_threads(), "rounds": rounds,
+            "fp32_gflops": round(statistics.median(fp32s), 1), "bf16_gflops": round(statistics.median(bf16s), 1),
+            "bf16_over_fp32": round(statistics.median(ratios), 3),
+            "ratios": [round(r, 3) for r in ratios], "version": PROBE_VERSION,
             "cpu": _cpu_model(), "capability": torch.backends.cpu.get_cpu_capability(),
             "torch": torch.__version__}
 
@@ -133,9 +159,14 @@ def probe_cache_file() -> Path:
     return cache_dir() / "precision-probe.json"
 
 
-def probe_cpu_matmul(refresh: bool = False) -> dict[str, Any]:
-    """:func:`measure_cpu_matmul`, cached per machine (CPU model, ISA limits, torch version,
-    thread count) in ``<cache>/precision-probe.json``. A cached answer says ``cached: true``."""
+def probe_cpu_matmul(refresh: bool | None = None) -> dict[str, Any]:
+    """:func:`measure_cpu_matmul`, cached per machine (CPU model and flags, ISA limits, torch
+    version, thread count) in ``<cache>/precision-probe.json``. A cached answer says
+    ``cached: true``. ``refresh`` (default: the environment variable ``RCT_PRECISION_PROBE``
+    set to ``refresh``, which ``rct --precision-probe refresh`` sets) measures again and
+    replaces the cached answer."""
+    if refresh is None:
+        refresh = os.environ.get("RCT_PRECISION_PROBE", "").lower() == "refresh"
     path, key = probe_cache_file(), _probe_key()
     cache: dict[str, Any] = {}
     if path.exists():

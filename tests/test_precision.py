@@ -118,3 +118,46 @@ def test_code_path_flag_takes_effect():
     if not wanted:
         pytest.skip("ATEN_CPU_CAPABILITY not set (the default pass)")
     assert torch.backends.cpu.get_cpu_capability().lower() == wanted.lower()
+
+
+def test_one_noisy_round_does_not_decide_the_precision(monkeypatch):
+    """The probe takes the median of interleaved rounds: one slow bf16 window (another process
+    waking up) leaves the ratio where the other rounds put it."""
+    import interp.precision as P
+
+    speeds = iter([10.0, 20.0, 10.0, 1.0, 10.0, 20.0, 10.0, 20.0, 10.0, 20.0])  # fp32, bf16, ... one bad bf16
+    monkeypatch.setattr(P, "_gflops", lambda dtype, n, seconds: next(speeds))
+    m = P.measure_cpu_matmul(rounds=5)
+    assert m["bf16_over_fp32"] == 2.0 and m["ratios"][1] == 0.1 and m["rounds"] == 5
+    assert P.choose_precision("auto", "cpu", probe=lambda: m).value == "bf16"
+
+
+def test_probe_refresh_and_a_key_that_knows_the_flags(tmp_path, monkeypatch):
+    import interp.precision as P
+
+    monkeypatch.setenv("RCT_CACHE_DIR", str(tmp_path))
+    values = iter([{"bf16_over_fp32": 0.5, "fp32_gflops": 1.0, "bf16_gflops": 0.5},
+                   {"bf16_over_fp32": 2.0, "fp32_gflops": 1.0, "bf16_gflops": 2.0}])
+    monkeypatch.setattr(P, "measure_cpu_matmul", lambda: next(values))
+    assert P.probe_cpu_matmul()["bf16_over_fp32"] == 0.5
+    assert P.probe_cpu_matmul()["cached"] is True
+    monkeypatch.setenv("RCT_PRECISION_PROBE", "refresh")
+    fresh = P.probe_cpu_matmul()
+    assert fresh["cached"] is False and fresh["bf16_over_fp32"] == 2.0
+    monkeypatch.setattr(P, "_cpu_flags", lambda: "avx2 fma")
+    key_a = P._probe_key()
+    monkeypatch.setattr(P, "_cpu_flags", lambda: "avx2 avx512_bf16 fma")
+    assert P._probe_key() != key_a
+
+
+def test_cli_precision_probe_flag(tmp_path, capsys, monkeypatch):
+    import os
+
+    from experiments.cli import main
+
+    monkeypatch.setenv("RCT_PRECISION_PROBE", "")  # so that teardown removes what main() sets
+    assert main(["--precision-probe", "again", "init", "--preset", "smoke", "--out", str(tmp_path / "r")]) == 2
+    assert "expected 'refresh'" in capsys.readouterr().err and not (tmp_path / "r").exists()
+    monkeypatch.setenv("RCT_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["init", "--preset", "smoke", "--out", str(tmp_path / "r"), "--precision-probe", "refresh"]) == 0
+    assert os.environ.get("RCT_PRECISION_PROBE") == "refresh"
