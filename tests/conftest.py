@@ -13,6 +13,8 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Every test evaluates its base model afresh; tests/test_base_eval_cache.py turns the cache on.
+os.environ["RCT_NO_BASE_CACHE"] = "1"
 
 
 # RCT_TEST_DEVICE=cuda runs the suite's models on a GPU (scripts/gpu-check.sh); tests that

@@ -167,9 +167,63 @@ def _main_process() -> bool:
     return PartialState().is_main_process
 
 
+# bump when the evaluation writes something else for the same inputs
+BASE_EVAL_VERSION = 1
+_EVAL_SOURCES = ("experiments/exp1/evaluate.py", "experiments/mitigations/exp1_hooks.py", "interp/scoring.py",
+                 "interp/generate.py", "interp/tokens.py", "interp/prefix_tree.py")
+
+
+def base_eval_key(cfg: Exp1Config, run_dir: Path) -> str | None:
+    """What the base model's evaluation depends on, hashed: the model spec and its resolved
+    device and dtype, the CPU's kernels, the evaluation settings, the language of the reversed
+    queries, every data file, the evaluation code and the torch / transformers versions. None
+    (no caching) for a local model folder, whose contents could change under the same name,
+    and when ``RCT_NO_BASE_CACHE=1``."""
+    import hashlib
+    import json
+    import os
+
+    import torch
+    import transformers
+
+    from experiments.core.rundir import hash_files
+
+    if os.environ.get("RCT_NO_BASE_CACHE") == "1" or Path(str(cfg.model)).expanduser().exists():
+        return None
+    root = Path(__file__).resolve().parents[2]
+    code = {f: hashlib.sha256((root / f).read_bytes()).hexdigest() for f in _EVAL_SOURCES if (root / f).exists()}
+    opts = cfg.model_options
+    parts = {"version": BASE_EVAL_VERSION, "model": cfg.model, "options": opts.to_dict(),
+             "device": opts.resolved_device(), "dtype": opts.resolved_dtype().value,
+             "cpu": torch.backends.cpu.get_cpu_capability(), "eval": cfg.eval.to_dict(),
+             "reverse_training": cfg.data.reverse_training, "data": hash_files(data_dir(cfg, run_dir)),
+             "code": code, "torch": torch.__version__, "transformers": transformers.__version__}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    """``src``'s files into ``dst`` through a temporary folder renamed into place."""
+    import shutil
+
+    from interp.fileio import atomic_dir
+
+    if dst.exists():
+        shutil.rmtree(dst)
+    with atomic_dir(dst) as tmp:
+        for f in src.rglob("*"):
+            if f.is_file():
+                (tmp / f.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(f, tmp / f.relative_to(src))
+
+
 def stage_evaluate(run_dir: Path, which: tuple[str, ...] = ("base", "finetuned"),
                    progress: bool = True) -> dict[str, Any]:
-    """Evaluate the base model and/or the finetuned ``RUN/model`` on every test file."""
+    """Evaluate the base model and/or the finetuned ``RUN/model`` on every test file. The base
+    model's evaluation is the same for every run with the same model, data and evaluation
+    settings: it is cached under the user cache (``<cache>/base-eval/<key>``, the key in the
+    manifest's ``evaluate_base`` stage; :func:`base_eval_key`) and copied on later runs."""
+    from interp.cache import cache_dir
+
     cfg = read_config(run_dir)
     dataset = load_dataset(cfg, run_dir)
     run = RunDir(Path(run_dir))
@@ -180,6 +234,14 @@ def stage_evaluate(run_dir: Path, which: tuple[str, ...] = ("base", "finetuned")
         spec = cfg.model if label == "base" else str(run_dir / "model")
         if label == "finetuned" and not (run_dir / "model").exists():
             raise RunDirError(f"{run_dir / 'model'} not found: run `rct finetune {run_dir}` first")
+        key = base_eval_key(cfg, run_dir) if label == "base" else None
+        cached = cache_dir() / "base-eval" / key if key else None
+        if cached is not None and (cached / "metrics.json").is_file():
+            with run.stage("evaluate_base", redo=True) as info:
+                _copy_tree(cached, run_dir / "eval" / "base")
+                out[label] = load_metrics(run_dir / "eval" / "base")
+                info.update({"base_eval_cache": {"key": key, "hit": True}})
+            continue
         lm = load_model(spec, cfg.model_options)
         with run.stage(f"evaluate_{label}", redo=True) as info:
             out[label] = evaluate_exp1(lm, dataset, cfg.eval, run_dir / "eval" / label, progress=progress)
@@ -187,6 +249,12 @@ def stage_evaluate(run_dir: Path, which: tuple[str, ...] = ("base", "finetuned")
             evaluate_reversed_language(lm, dataset, cfg.eval, cfg.data.reverse_training, run_dir / "eval" / label,
                                        progress=progress)
             info.update(lm.info["resolved"])
+            if cached is not None:
+                try:
+                    _copy_tree(run_dir / "eval" / "base", cached)
+                    info["base_eval_cache"] = {"key": key, "hit": False}
+                except OSError:  # a read-only cache is no reason to fail a run
+                    pass
     return out
 
 
