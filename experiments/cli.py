@@ -26,6 +26,7 @@ from pathlib import Path
 from experiments import exp1
 from experiments.core.config import build, load_preset, preset_names
 from experiments.core.skips import one_line_data_warnings
+from experiments.core.rundir import RunDirError
 from interp.errors import RctError
 
 
@@ -381,6 +382,10 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "quiet", False) or "--quiet" in (getattr(args, "rest", None) or []):
         quiet_libraries()
     try:
+        out = getattr(args, "out", None)
+        if getattr(args, "resume", False) and out is not None and not Path(out).exists():
+            raise RunDirError(f"--resume: {out} does not exist, so there is no run to continue; "
+                              "check the path, or drop --resume to start a new run")
         return args.fn(args)
     except RctError as e:
         if args.debug:

@@ -37,3 +37,18 @@ def test_cache_can_be_turned_off(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("RCT_NO_BASE_CACHE", "1")
     assert "base_eval_cache" not in _evaluate_base(tmp_path / "a", capsys)
     assert not (tmp_path / "cache" / "base-eval").exists()
+
+
+def test_a_sweeps_shared_base_evaluation_is_cached_too(tmp_path, monkeypatch) -> None:
+    from experiments.exp1.run import preset
+    from experiments.sweeps import SweepConfig, run_sweep
+
+    monkeypatch.setenv("RCT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("RCT_NO_BASE_CACHE", raising=False)
+    sweep = SweepConfig(preset("smoke"), {"finetune.lr": [1e-3]}, [0])
+    stages = []
+    for name in ("a", "b"):
+        run_sweep(sweep, tmp_path / name, progress=False)
+        stages.append(json.loads((tmp_path / name / "manifest.json").read_text())["stages"]["evaluate_base"])
+    assert stages[0]["base_eval_cache"]["hit"] is False and stages[1]["base_eval_cache"]["hit"] is True
+    assert (tmp_path / "a" / "base" / "records.jsonl").read_bytes() == (tmp_path / "b" / "base" / "records.jsonl").read_bytes()

@@ -103,9 +103,6 @@ class RunDir:
                                   "or choose another --out")
             run._check_same(config, kind, data, data_dir)
             return run
-        if resume and not path.exists():
-            raise RunDirError(f"--resume: {path} does not exist, so there is no run to continue; "
-                              "check the path, or drop --resume to start a new run")
         if path.exists() and any(path.iterdir()):
             if resume:
                 raise RunDirError(f"--resume: {path} is not a run directory (no config.json) and is "

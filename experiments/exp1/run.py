@@ -173,12 +173,13 @@ _EVAL_SOURCES = ("experiments/exp1/evaluate.py", "experiments/mitigations/exp1_h
                  "interp/generate.py", "interp/tokens.py", "interp/prefix_tree.py")
 
 
-def base_eval_key(cfg: Exp1Config, run_dir: Path) -> str | None:
+def base_eval_key(cfg: Exp1Config, run_dir: Path, kind: str = "run") -> str | None:
     """What the base model's evaluation depends on, hashed: the model spec and its resolved
     device and dtype, the CPU's kernels, the evaluation settings, the language of the reversed
     queries, every data file, the evaluation code and the torch / transformers versions. None
     (no caching) for a local model folder, whose contents could change under the same name,
-    and when ``RCT_NO_BASE_CACHE=1``."""
+    and when ``RCT_NO_BASE_CACHE=1``. ``kind``: ``run`` (an experiment 1 run's ``eval/base``)
+    or ``shared`` (a sweep's or a mitigation comparison's ``base/``, which holds less)."""
     import hashlib
     import json
     import os
@@ -186,22 +187,36 @@ def base_eval_key(cfg: Exp1Config, run_dir: Path) -> str | None:
     import torch
     import transformers
 
-    from experiments.core.rundir import hash_files
-
     if os.environ.get("RCT_NO_BASE_CACHE") == "1" or Path(str(cfg.model)).expanduser().exists():
         return None
     root = Path(__file__).resolve().parents[2]
     code = {f: hashlib.sha256((root / f).read_bytes()).hexdigest() for f in _EVAL_SOURCES if (root / f).exists()}
     opts = cfg.model_options
-    parts = {"version": BASE_EVAL_VERSION, "model": cfg.model, "options": opts.to_dict(),
+    parts = {"version": BASE_EVAL_VERSION, "kind": kind, "model": cfg.model, "options": opts.to_dict(),
              "device": opts.resolved_device(), "dtype": opts.resolved_dtype().value,
              "cpu": torch.backends.cpu.get_cpu_capability(), "eval": cfg.eval.to_dict(),
-             "reverse_training": cfg.data.reverse_training, "data": hash_files(data_dir(cfg, run_dir)),
+             "reverse_training": cfg.data.reverse_training, "data": _data_identity(cfg, run_dir),
              "code": code, "torch": torch.__version__, "transformers": transformers.__version__}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def _copy_tree(src: Path, dst: Path) -> None:
+def _data_identity(cfg: Exp1Config, run_dir: Path) -> Any:
+    """The data's hash: its files where they are on disk, else (data generated in memory, as
+    a sweep's shared base evaluation does) the generator's settings and code."""
+    import hashlib
+
+    from experiments.core.rundir import hash_files
+
+    folder = data_dir(cfg, run_dir)
+    if folder.is_dir():
+        return hash_files(folder)
+    gen = Path(__file__).resolve().parent
+    return {"generated": cfg.data.to_dict(),
+            "code": {f.name: hashlib.sha256(f.read_bytes()).hexdigest()
+                     for f in sorted(gen.glob("*.py")) + sorted(gen.glob("*.json"))}}
+
+
+def copy_tree(src: Path, dst: Path) -> None:
     """``src``'s files into ``dst`` through a temporary folder renamed into place."""
     import shutil
 
@@ -238,7 +253,7 @@ def stage_evaluate(run_dir: Path, which: tuple[str, ...] = ("base", "finetuned")
         cached = cache_dir() / "base-eval" / key if key else None
         if cached is not None and (cached / "metrics.json").is_file():
             with run.stage("evaluate_base", redo=True) as info:
-                _copy_tree(cached, run_dir / "eval" / "base")
+                copy_tree(cached, run_dir / "eval" / "base")
                 out[label] = load_metrics(run_dir / "eval" / "base")
                 info.update({"base_eval_cache": {"key": key, "hit": True}})
             continue
@@ -251,7 +266,7 @@ def stage_evaluate(run_dir: Path, which: tuple[str, ...] = ("base", "finetuned")
             info.update(lm.info["resolved"])
             if cached is not None:
                 try:
-                    _copy_tree(run_dir / "eval" / "base", cached)
+                    copy_tree(run_dir / "eval" / "base", cached)
                     info["base_eval_cache"] = {"key": key, "hit": False}
                 except OSError:  # a read-only cache is no reason to fail a run
                     pass

@@ -77,12 +77,26 @@ def run_cells(plan: CellPlan, sweep_dir: Path, shard: tuple[int, int] | None = N
         with run.stage("evaluate_base") as info:
             if info is not None:
                 from experiments.exp1.data import generate_exp1, load_exp1
+                from experiments.exp1.run import base_eval_key, copy_tree
+                from interp.cache import cache_dir
                 from interp.models import load_model
 
                 cfg = plan.cell_config(cells[0], sweep_dir)
-                lm = load_model(cfg.model, cfg.model_options)
-                dataset = load_exp1(cfg.data_dir) if cfg.data_dir else generate_exp1(cfg.data)
-                evaluate_exp1(lm, dataset, cfg.eval, sweep_dir / "base", progress=progress)
+                key = base_eval_key(cfg, sweep_dir, "shared")
+                cached = cache_dir() / "base-eval" / key if key else None
+                if cached is not None and (cached / "metrics.json").is_file():
+                    copy_tree(cached, sweep_dir / "base")  # the same model, data and settings: the same result
+                    info["base_eval_cache"] = {"key": key, "hit": True}
+                else:
+                    lm = load_model(cfg.model, cfg.model_options)
+                    dataset = load_exp1(cfg.data_dir) if cfg.data_dir else generate_exp1(cfg.data)
+                    evaluate_exp1(lm, dataset, cfg.eval, sweep_dir / "base", progress=progress)
+                    if cached is not None:
+                        try:
+                            copy_tree(sweep_dir / "base", cached)
+                            info["base_eval_cache"] = {"key": key, "hit": False}
+                        except OSError:  # a read-only cache is no reason to fail a run
+                            pass
     done = []
     for n, i in enumerate(todo, 1):
         cell = cells[i]
