@@ -11,7 +11,7 @@ import pytest
 import torch
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "inside-the-model.md"
-HEADINGS = ("Recording and direct logit attribution", "Cursed against cured", "Forward against reverse",
+HEADINGS = ("A finished run in one call", "Recording and direct logit attribution", "Cursed against cured", "Forward against reverse",
             "Causal tracing", "Weight-change localisation", "Probes", "Key-value storage", "Logit lens")
 
 
@@ -44,6 +44,16 @@ def files_written(paths) -> bool:
 def test_every_python_block_is_under_a_tested_heading() -> None:
     n_blocks = len(re.findall(r"```python\n", DOC.read_text()))
     assert n_blocks == len(HEADINGS), f"{n_blocks} python blocks, {len(HEADINGS)} tested"
+
+
+def test_load_run_example(tmp_path, monkeypatch) -> None:
+    """The example names a run folder; a small finished run (tiny models) stands in for it."""
+    from test_attribution import make_fake_run
+
+    make_fake_run(tmp_path / "runs" / "exp1-cpu")
+    s = run_block("A finished run in one call", tmp_path, monkeypatch)
+    assert s["q"].meta["fact_id"] is not None and len(s["rows"]) == 8
+    assert {r["model"] for r in s["rows"]} == {"base", "finetuned"}
 
 
 def test_dla_example(tmp_path, monkeypatch) -> None:
