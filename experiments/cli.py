@@ -25,8 +25,8 @@ from pathlib import Path
 
 from experiments import exp1
 from experiments.core.config import build, load_preset, preset_names
+from experiments.core.environment import quiet_libraries
 from experiments.core.skips import one_line_data_warnings
-from experiments.core.rundir import RunDirError
 from interp.errors import RctError
 
 
@@ -346,23 +346,6 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def quiet_libraries() -> None:
-    """``--quiet``: the libraries' own bars too ("Loading weights", "Writing model shards")."""
-    try:
-        import transformers
-
-        transformers.utils.logging.disable_progress_bar()
-        transformers.utils.logging.set_verbosity_error()
-    except ImportError:  # pragma: no cover - transformers is a dependency
-        pass
-    try:
-        from huggingface_hub.utils import disable_progress_bars
-
-        disable_progress_bars()
-    except ImportError:  # pragma: no cover
-        pass
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run one command. Errors the user can fix (:class:`interp.errors.RctError`) print one
     line and exit 2; anything else keeps its traceback. ``--debug`` shows every traceback."""
@@ -384,8 +367,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = getattr(args, "out", None)
         if getattr(args, "resume", False) and out is not None and not Path(out).exists():
-            raise RunDirError(f"--resume: {out} does not exist, so there is no run to continue; "
-                              "check the path, or drop --resume to start a new run")
+            # scripts/exp1.sh passes --resume on a first run too: start one, but say so, so that
+            # a mistyped path is not mistaken for the run it was meant to continue
+            print(f"rct {args.command}: --resume: {out} does not exist yet; starting a new run there",
+                  file=sys.stderr)
         return args.fn(args)
     except RctError as e:
         if args.debug:

@@ -81,3 +81,20 @@ def resolved_compute(options: ModelOptions, precision: str | None = None) -> dic
             raise DeviceError(f"finetune.precision: {e}") from None
     out["eval_dtype"] = options.resolved_dtype().to_dict()
     return out
+
+
+def quiet_libraries() -> None:
+    """``--quiet``: the libraries' own bars too ("Loading weights", "Writing model shards")."""
+    try:
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
+    try:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    except ImportError:  # pragma: no cover
+        pass

@@ -46,8 +46,11 @@ def run_inside_analysis(run_dir: str | Path, n_facts: int | None = None, device:
     ds = load_exp1(Path(run_cfg["data_dir"]) if run_cfg.get("data_dir") else run_dir / "data")
     tuned = load_model(str(run_dir / "model"), device=device)
     base = load_model(run_cfg["model"], device=device)
-    return inside_analysis(tuned, base, ds, run_dir / "analysis", run_dir=run_dir,
-                           base_model=run_cfg["model"], config=cfg, progress=progress, causal=causal)
+    summary = inside_analysis(tuned, base, ds, run_dir / "analysis", run_dir=run_dir,
+                              base_model=run_cfg["model"], config=cfg, progress=progress, causal=causal)
+    from experiments.core.run_index import refresh_parent
+    refresh_parent(run_dir / "analysis")
+    return summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:

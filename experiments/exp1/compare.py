@@ -98,6 +98,8 @@ def run_compare(cursed: str | Path, cured: str | Path, out: str | Path | None = 
     summary["runs"] = {"cursed": str(cursed), "cured": str(cured), "base_model": a["model"]}
 
     write_report(summary, out)
+    from experiments.core.run_index import refresh_parent
+    refresh_parent(out)
     return summary
 
 

@@ -259,6 +259,8 @@ def report_influence(run_dir: str | Path, out_name: str = "influence", lm: Any =
     summary["seconds"] = seconds
     write_json(out / "summary.json", summary)
     write_text(out / "summary.md", influence_markdown(summary))
+    from experiments.core.run_index import refresh_parent
+    refresh_parent(out)
     return summary
 
 

@@ -296,6 +296,8 @@ def stage_report(run_dir: Path) -> str:
 
     write_text(run_dir / "table1.md", text)
     figure4(metrics, run_dir / "figure4")
+    from experiments.core.run_index import write_index
+    write_index(run_dir)
     return text
 
 

@@ -230,4 +230,6 @@ def run_exp2(cfg: Exp2Config, out: Path, resume: bool = False, progress: bool = 
     records = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
     write_text(out / "exp2.md", exp2_markdown(metrics, records, f"Experiment 2 ({cfg.model}, {metrics['n_pairs']} pairs)"))
     figure5({cfg.model: metrics}, out / "figure5")
+    from experiments.core.run_index import write_index
+    write_index(out)
     return metrics

@@ -250,6 +250,8 @@ def write_report(cfg: Exp3Config, out: Path, datasets: dict[str, Any] | None = N
     write_text(out / "exp3.md", text)
     figure8({o: results[o] for o in cfg.orders}, out / "figure8")
     figure10({o: results[o] for o in cfg.orders}, out / "figure10")
+    from experiments.core.run_index import write_index
+    write_index(out)
     return text
 
 

@@ -257,4 +257,6 @@ def write_report(collected: dict[str, Any], out_dir: Path) -> str:
     write_json(out_dir / "summary.json", summary)
     write_text(out_dir / "mitigations.md", text)
     mitigations_figure(summary, out_dir)
+    from experiments.core.run_index import write_index
+    write_index(out_dir)
     return text

@@ -133,4 +133,8 @@ def report_sweep(sweep_dir: Path) -> str:
     """``sweep.md``, ``summary.json`` and the figures from the finished cells."""
     from experiments.sweeps.report import write_sweep_report
 
-    return write_sweep_report(collect(sweep_dir), Path(sweep_dir))
+    from experiments.core.run_index import write_index
+
+    text = write_sweep_report(collect(sweep_dir), Path(sweep_dir))
+    write_index(sweep_dir)
+    return text
