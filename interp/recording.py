@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
+from typing import Callable, TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -48,7 +48,39 @@ from interp.tokens import encode_pair, encode_with_offsets, pad_batch, pad_id, t
 if TYPE_CHECKING:
     from interp.models import LoadedModel
 
-Grad = Literal["none", "sum", "first"]
+Grad = Literal["none", "sum", "first", "metric"]
+
+
+@dataclass(frozen=True)
+class MetricInput:
+    """What a custom metric (``record(..., grad="metric", metric=fn)``) sees for one query:
+    ``logits`` ``[n_tokens, vocab]`` over its prompt and teacher-forced target (no padding),
+    ``prompt_len``, ``target_ids`` and the :class:`Query`. ``fn`` returns a scalar tensor
+    built from ``logits`` (the gradient flows from it)."""
+
+    logits: torch.Tensor
+    prompt_len: int
+    target_ids: list[int]
+    query: Query
+
+    def last(self) -> torch.Tensor:
+        """The logits at the last prompt token (they predict the target's first token)."""
+        return self.logits[self.prompt_len - 1]
+
+    def target_logprobs(self) -> torch.Tensor:
+        """``[n_target]``: log-prob of each target token (teacher forced)."""
+        lp = torch.log_softmax(self.logits.float(), -1)
+        cols = torch.arange(self.prompt_len - 1, self.prompt_len - 1 + len(self.target_ids), device=lp.device)
+        return lp[cols, torch.tensor(self.target_ids, device=lp.device)]
+
+
+def logit_difference(lm: LoadedModel, a: str, b: str) -> Callable[[MetricInput], torch.Tensor]:
+    """A metric for ``record(..., grad="metric")``: logit of ``a``'s first token minus ``b``'s
+    at the last prompt token (``a``, ``b`` tokenised as completions, with their leading space)."""
+    ta, tb = _first_token(lm, a), _first_token(lm, b)
+    if ta == tb:
+        raise ValueError(f"logit_difference: {a!r} and {b!r} start with the same token; the difference is 0")
+    return lambda m: m.last()[ta] - m.last()[tb]
 FORMAT_VERSION = 1
 
 
@@ -221,18 +253,25 @@ def record(
     grad: Grad = "none",
     batch_size: int = 16,
     progress: bool = False,
+    metric: Callable[[MetricInput], torch.Tensor] | None = None,
 ) -> Recording:
     """Record ``hooks`` at ``positions`` for each query; see the module docstring.
 
     Args:
         hooks: hook names from :mod:`interp.hooks` (checked to exist and to fire).
         positions: position sets (``all``, ``last``, ``entity:<label>``).
-        grad: ``none``, ``sum`` (d log p(target) / d act) or ``first`` (first target token).
+        grad: ``none``, ``sum`` (d log p(target) / d act), ``first`` (first target token) or
+            ``metric`` (d metric / d act, with ``metric``).
         batch_size: sequences per pass; does not change the results.
+        metric: with ``grad="metric"``, a function of :class:`MetricInput` returning a scalar
+            tensor (a logit difference, several tokens' log-probs...); its value per query is
+            the statistic ``metric``. :func:`logit_difference` builds the common one.
     """
     _check_positions(positions)
-    if grad not in ("none", "sum", "first"):
-        raise ValueError(f"grad: expected none, sum or first, got {grad!r}")
+    if grad not in ("none", "sum", "first", "metric"):
+        raise ValueError(f"grad: expected none, sum, first or metric, got {grad!r}")
+    if (grad == "metric") != (metric is not None):
+        raise ValueError("grad='metric' needs metric=fn, and metric=fn needs grad='metric'")
     if not queries:
         raise ValueError("record: no queries")
     bridge = lm.bridge
@@ -250,13 +289,15 @@ def record(
         if pos.startswith("entity:"):
             _check_entity(queries, pos[7:])
     encoded = [encode_pair(lm, q.prompt, q.target) for q in queries]
-    if grad != "sum":
+    if grad in ("none", "first"):
         _warn_uninformative_first_token(lm, [c for _, c in encoded])
     foils = [_first_token(lm, q.foil) if q.foil else -1 for q in queries]
     order = sorted(range(len(queries)), key=lambda i: -sum(map(len, encoded[i])))
     parts: dict[str, list[torch.Tensor]] = {}
     stats: dict[str, torch.Tensor] = {k: torch.zeros(len(queries)) for k in
                                       ("target_logprob", "first_logprob", "first_logit", "foil_logit")}
+    if metric is not None:
+        stats["metric"] = torch.zeros(len(queries))
     device = lm.device
     bar = tqdm(total=len(queries), desc="recording", disable=not progress, unit="query")
     params = [p for p in bridge.parameters() if p.requires_grad]
@@ -265,7 +306,7 @@ def record(
             p.requires_grad_(False)
         for start in range(0, len(order), batch_size):
             idx = order[start: start + batch_size]
-            _record_batch(lm, queries, encoded, foils, idx, hooks, positions, grad, parts, stats, device)
+            _record_batch(lm, queries, encoded, foils, idx, hooks, positions, grad, parts, stats, device, metric)
             bar.update(len(idx))
     finally:
         for p in params:
@@ -297,6 +338,7 @@ def _record_batch(
     lm: LoadedModel, queries: Sequence[Query], encoded: list[tuple[list[int], list[int]]],
     foils: list[int], idx: list[int], hooks: list[str], positions: Sequence[str], grad: Grad,
     parts: dict[str, list[torch.Tensor]], stats: dict[str, torch.Tensor], device: torch.device,
+    metric: Callable[[MetricInput], torch.Tensor] | None = None,
 ) -> None:
     bridge = lm.bridge
     seqs = [encoded[i][0] + encoded[i][1] for i in idx]
@@ -350,7 +392,14 @@ def _record_batch(
             n = 1 if grad == "first" else len(c_ids)
             cols = torch.arange(len(p_ids) - 1, len(p_ids) - 1 + len(c_ids), device=device)
             tok_lp = logp[r, cols, torch.tensor(c_ids, device=device)]  # [n_target]
-            per_query.append(tok_lp[:n].sum())
+            if metric is not None:
+                value = metric(MetricInput(logits[r, : len(p_ids) + len(c_ids)], len(p_ids), list(c_ids), queries[i]))
+                if not isinstance(value, torch.Tensor) or value.numel() != 1:
+                    raise ValueError(f"metric: expected a scalar tensor for query {i}, got {type(value).__name__}")
+                per_query.append(value.reshape(()).float())
+                stats["metric"][i] = float(value.detach())
+            else:
+                per_query.append(tok_lp[:n].sum())
             stats["target_logprob"][i] = float(tok_lp.detach().sum())
             stats["first_logprob"][i] = float(tok_lp[0].detach())
             stats["first_logit"][i] = float(logits[r, len(p_ids) - 1, c_ids[0]].detach())

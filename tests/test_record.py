@@ -155,3 +155,20 @@ def test_a_shared_first_answer_token_is_warned_about(lm) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         record(lm, qs, h, grad="sum")  # the whole answer: nothing to warn about
+
+
+def test_a_custom_metric_drives_the_gradient(lm) -> None:
+    """grad='metric' with the whole answer's log-prob equals grad='sum'; a logit difference is
+    recorded per query and its gradient differs from the log-prob's."""
+    from interp.recording import logit_difference
+
+    h = [hook_name("resid_post", 1)]
+    qs = [q for q in QUERIES if q.foil is None][:2]
+    ref = record(lm, qs, h, grad="sum")
+    mine = record(lm, qs, h, grad="metric", metric=lambda m: m.target_logprobs().sum())
+    torch.testing.assert_close(mine.grad(h[0]), ref.grad(h[0]), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(mine.stat("metric"), ref.stat("target_logprob"), atol=1e-4, rtol=0)
+    diff = record(lm, qs, h, grad="metric", metric=logit_difference(lm, "Orla", "Ben"))  # byte-level: no shared leading space
+    assert diff.stat("metric").shape == (2,) and not torch.allclose(diff.grad(h[0]), ref.grad(h[0]))
+    with pytest.raises(ValueError, match="needs metric=fn"):
+        record(lm, qs, h, grad="metric")
