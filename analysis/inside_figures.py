@@ -52,6 +52,31 @@ def component_heatmaps(cmp: Mapping[str, Any], out_dir: str | Path, stem: str,
     return save(fig, out_dir, stem)
 
 
+def head_heatmaps(forward: Any, reverse: Any, out_dir: str | Path, stem: str, title: str = "") -> list[Path]:
+    """The per-head view: three panels (forward, reverse, forward - reverse), rows = layers,
+    columns = heads, each the mean over queries of an attribution's ``heads`` ``[query, layer,
+    head]`` (e.g. :func:`interp.attribution.direct_logit_attribution`'s, or its ``subset``)."""
+    f = np.asarray(forward.heads.float().mean(0)) if hasattr(forward, "heads") else np.asarray(forward)
+    r = np.asarray(reverse.heads.float().mean(0)) if hasattr(reverse, "heads") else np.asarray(reverse)
+    if f.shape != r.shape or f.ndim != 2:
+        raise ValueError(f"head_heatmaps: expected two [layer, head] means of one shape, got {f.shape} and {r.shape}")
+    grids = {"forward": f, "reverse": r, "forward - reverse": f - r}
+    n_layers, n_heads = f.shape
+    fig = Figure(figsize=(3.0 * 3 + 1.5, max(3.0, 0.22 * n_layers + 1.5)))
+    lim = max(1e-6, max(float(np.abs(g).max()) for g in grids.values()))
+    axes = fig.subplots(1, 3, sharey=True)
+    for ax, (name, g) in zip(axes, grids.items()):
+        im = ax.imshow(g, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("head")
+        ax.set_xticks(range(0, n_heads, max(1, n_heads // 8)))
+    axes[0].set_yticks(range(0, n_layers, max(1, n_layers // 15)))
+    axes[0].set_ylabel("layer")
+    fig.colorbar(im, ax=list(axes), shrink=0.8, label="mean attribution")
+    fig.suptitle(title or "mean attribution per layer and head", fontsize=10, y=1.04)
+    return save(fig, out_dir, stem)
+
+
 def neuron_bars(items: Sequence[tuple[str, float]], out_dir: str | Path, stem: str,
                 title: str, xlabel: str = "mean contribution (logit)") -> list[Path]:
     """Horizontal bars, largest first (items: (label, value))."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -156,3 +157,14 @@ def test_inside_analysis_on_fake_run(tmp_path) -> None:
     for section in ("## Causal tracing", "## Weight-change localisation", "## Probes", "## Key-value",
                     "## Forward against reverse"):
         assert section in md
+
+
+def test_head_heatmaps_per_head_view(lm, rec, tmp_path) -> None:
+    from analysis.inside_figures import head_heatmaps
+
+    a = direct_logit_attribution(lm, rec, contrast=True)
+    fwd, rev = a.subset(torch.tensor([True, True, False, False])), a.subset(torch.tensor([False, False, True, True]))
+    paths = head_heatmaps(fwd, rev, tmp_path, "heads")
+    assert all(p.stat().st_size > 0 for p in paths) and {p.suffix for p in paths} == {".png", ".svg"}
+    with pytest.raises(ValueError, match="layer, head"):
+        head_heatmaps(np.zeros((2, 4)), np.zeros((3, 4)), tmp_path, "bad")
