@@ -103,6 +103,9 @@ def token_attribution(lm: LoadedModel, queries: Sequence[Query]) -> list[tuple[l
 
 def attention_pattern(lm: LoadedModel, prompt: str, layer: int) -> torch.Tensor:
     """``[n_heads, pos, pos]`` attention pattern of ``layer`` on the prompt."""
+    n_layers = lm.bridge.cfg.n_layers
+    if not 0 <= int(layer) < n_layers:
+        raise ValueError(f"layer {layer} out of range: the model has {n_layers} layers, 0-{n_layers - 1}")
     ids = torch.tensor([encode_prompt(lm, prompt)], device=lm.device)
     name, got = hook_name("pattern", layer), {}
 
@@ -120,6 +123,11 @@ def write_fact_page(lm: LoadedModel, title: str, queries: Sequence[Query], label
                     layer: int, path: str | Path, notes: Sequence[str] = ()) -> Path:
     """One page: per query, token attribution and the attention heads of ``layer``."""
     from interp.fileio import write_text
+
+    n_layers = lm.bridge.cfg.n_layers
+    if not 0 <= int(layer) < n_layers:  # before any work
+        raise ValueError(f"write_fact_page: layer {layer} out of range: the model has {n_layers} layers, "
+                         f"0-{n_layers - 1}")
 
     blocks: list[Block] = []
     for (tokens, values), q, label, note in zip(token_attribution(lm, queries), queries, labels,

@@ -172,3 +172,13 @@ def test_a_custom_metric_drives_the_gradient(lm) -> None:
     assert diff.stat("metric").shape == (2,) and not torch.allclose(diff.grad(h[0]), ref.grad(h[0]))
     with pytest.raises(ValueError, match="needs metric=fn"):
         record(lm, qs, h, grad="metric")
+
+
+def test_fact_page_and_attention_pattern_name_the_layer_count(lm, tmp_path) -> None:
+    from analysis.pages import attention_pattern, write_fact_page
+
+    with pytest.raises(ValueError, match="layer 7 out of range: the model has 2 layers, 0-1"):
+        write_fact_page(lm, "t", QUERIES[:1], ["q"], 7, tmp_path / "p.html")
+    with pytest.raises(ValueError, match="the model has 2 layers"):
+        attention_pattern(lm, "Hi there", -1)
+    assert not (tmp_path / "p.html").exists()
