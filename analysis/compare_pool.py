@@ -164,9 +164,12 @@ def pool_summaries(summaries: Sequence[dict[str, Any]], names: Sequence[str] | N
 
 
 def _fmt(d: dict[str, Any] | None, fmt: str = "+.2f") -> str:
-    if d is None or d.get("mean") is None:
+    m = None if d is None else d.get("mean", d.get("effect"))
+    if m is None:
         return "n/a"
-    m, lo, hi = d["mean"], d.get("ci_low", d.get("low")), d.get("ci_high", d.get("high"))
+    lo, hi = d.get("ci_low", d.get("low")), d.get("ci_high", d.get("high"))
+    if lo is None or hi is None:
+        return f"{m:{fmt}}"
     return f"{m:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
 
 

@@ -48,7 +48,8 @@ def test_pooled_interval_is_the_crossed_interval_and_a_real_site_is_confirmed() 
     assert np.isfinite(e["effect"]["mlp/entity"]["mean"][2])
     (c,) = e["confirm"]
     assert c["confirmed"] and c["ci_low"] > 0
-    assert "1 confirmed" in summary_markdown(p)
+    md = summary_markdown(p)
+    assert "1 confirmed" in md and "n/a" not in md.split("First seed")[0]  # effects are printed
 
 
 def test_a_site_picked_on_noise_is_not_confirmed() -> None:
