@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from interp.fileio import atomic_dir
 from interp.hooks import NO_GRAD_SITES, check_fired, check_hooks_exist, hook_name, parse_hook_site
+from interp.first_token import FUNCTION_WORDS, _warn_uninformative_first_token  # noqa: F401
 from interp.tokens import encode_pair, encode_with_offsets, pad_batch, pad_id, token_span
 
 if TYPE_CHECKING:
@@ -171,34 +172,6 @@ class Recording:
             raise ValueError(f"{folder}: recording format {index.get('format')!r}, "
                              f"expected {FORMAT_VERSION}")
         return cls(index, load_file(str(folder / "tensors.safetensors")))
-
-
-FUNCTION_WORDS = frozenset(
-    "the a an of to in on at by for from with as is was are were be and or but that this these those "
-    "his her its their our my your he she it they we i you who which what".split())
-
-
-def _warn_uninformative_first_token(lm: LoadedModel, completions: Sequence[Sequence[int]]) -> None:
-    """The per-query statistics and ``grad="first"`` explain the answer's *first* token. Warn
-    (once) when that token is a function word for most queries, or the same token for most of
-    them: the attribution then explains an article, not the fact (``analysis.direction``'s
-    ``distinct_first_tokens`` moves a shared leading token into the prompt)."""
-    firsts = [c[0] for c in completions if c]
-    if not firsts:
-        return
-    import warnings
-    from collections import Counter
-
-    tok, n = Counter(firsts).most_common(1)[0]
-    text = lm.tokenizer.decode([tok])
-    word = text.strip().lower()
-    shared = len(firsts) >= 3 and n / len(firsts) > 0.5
-    if shared or (word in FUNCTION_WORDS and n / len(firsts) > 0.5):
-        warnings.warn(f"record(): the answer's first token, which the first-token statistics and grad='first' "
-                      f"explain, is {text!r} for {n} of {len(firsts)} queries"
-                      f"{' (a function word)' if word in FUNCTION_WORDS else ''}: they explain that token, "
-                      "not the fact. Move it into the prompt (analysis.direction.distinct_first_tokens) or use "
-                      "grad='sum' for the whole answer", stacklevel=3)
 
 
 def _check_entity(queries: Sequence[Query], label: str) -> None:
