@@ -131,15 +131,20 @@ def _in_hub_cache(spec: str) -> bool:
         return False
 
 
+def _refuse_near_miss(spec: str) -> None:
+    """A spec close to an embedded name is a typo, not a hub id: one line with the suggestion."""
+    near = _close_embedded(spec)
+    if near is not None:
+        raise ModelLoadError(f"unknown model {spec!r}: did you mean {near!r}? (embedded models: "
+                             f"{', '.join(EMBEDDED_MODELS)}, tiny; or a Hugging Face id or a local folder)")
+
+
 def _fail_fast(spec: str) -> None:
     """Before any hub request for ``spec`` (not embedded, not a path, not cached): a near miss
     of an embedded name, or no network, is a one-line error at once."""
     if _in_hub_cache(spec):
         return
-    near = _close_embedded(spec)
-    if near is not None:
-        raise ModelLoadError(f"unknown model {spec!r}: did you mean {near!r}? (embedded models: "
-                             f"{', '.join(EMBEDDED_MODELS)}, tiny; or a Hugging Face id or a local folder)")
+    _refuse_near_miss(spec)
     if not _hub_reachable():
         raise ModelLoadError(f"model {spec!r} is not in the local Hugging Face cache and the hub cannot be "
                              f"reached from here; on a machine with network run `huggingface-cli download "
@@ -170,10 +175,7 @@ def check_spec(spec: str) -> None:
         raise ModelLoadError(f"local model folder {spec!r} does not exist")
     if _in_hub_cache(spec):
         return
-    near = _close_embedded(spec)
-    if near is not None:
-        raise ModelLoadError(f"unknown model {spec!r}: did you mean {near!r}? (embedded models: "
-                             f"{', '.join(EMBEDDED_MODELS)}, tiny; or a Hugging Face id or a local folder)")
+    _refuse_near_miss(spec)
     hint = (f"on a machine with network run `huggingface-cli download {spec}` (or pass a local "
             f"folder); offline choices: {', '.join(EMBEDDED_MODELS)}, tiny")
     if os.environ.get("HF_HUB_OFFLINE") == "1":
