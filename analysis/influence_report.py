@@ -37,16 +37,15 @@ def _row(label: str, r: dict[str, Any], fmt: str = "{:.2f}") -> str:
     return f"| {label} | {_num(r['mean'], fmt)} {ci(r['ci_low'], r['ci_high'])} |"
 
 
-def influence_markdown(s: dict[str, Any]) -> str:
-    """The summary (``summary.json`` of ``rct influence``) as markdown."""
-    m = s["method"]
-    lines = [f"# Influence of training documents ({m['name']})", "",
-             f"{s['n_queries']} queries x {s['n_documents']} training documents; parameters: {m['parameters']}; "
-             f"measurement: {m['measurement']}.",
-             "Scores are standardised within each query against its background (z: standard deviations "
-             "of the influence of other facts' documents, from their mean). Means over facts with 95% "
-             "bootstrap CIs over facts.", ""]
-    for order, e in s["influence"]["both"].items():
+AGREEMENT_LABELS = {"tracin_dot": "final-checkpoint gradient similarity (dot)",
+                    "tracin_cosine": "final-checkpoint gradient similarity (cosine)",
+                    "tracin_checkpoints_dot": "TracIn over the checkpoints (dot)"}
+
+
+def _group_tables(inf: dict[str, Any], n_documents: int) -> list[str]:
+    """The group tables of one scoring (:func:`analysis.influence.influence_summary`)."""
+    lines: list[str] = []
+    for order, e in inf["both"].items():
         lines += [f"## Both-order facts, queries {ORDER_WORDS[order]} ({e['n_facts']} facts)", "",
                   "| documents | mean z | top-10 share |", "|---|---|---|"]
         for g in GROUPS:
@@ -56,22 +55,42 @@ def influence_markdown(s: dict[str, Any]) -> str:
         for c in e["contrasts"].values():
             lines.append(_row(f"{LABELS[c['a']]} minus {LABELS[c['b']]}", c))
         lines.append("")
-    for subset, kinds in s["influence"]["one_order"].items():
+    for subset, kinds in inf["one_order"].items():
         for kind, e in kinds.items():
             lines += [f"## {subset} facts, {kind} queries ({e['n_facts']} facts; own documents: "
                       f"{LABELS[e['own_group']]})", "", "| documents | mean z | top-10 share |", "|---|---|---|"]
             for g, r in e["groups"].items():
                 lines.append(_row(LABELS[g], r["z"]) + f" {_num(r['top_share']['mean'], '{:.0%}')} |")
             lines.append(f"\nMedian best rank of an own document: {_num(e['best_own_rank_median'], '{:.0f}')} "
-                         f"of {s['n_documents']}.\n")
+                         f"of {n_documents}.\n")
+    return lines
+
+
+def influence_markdown(s: dict[str, Any]) -> str:
+    """The summary (``summary.json`` of ``rct influence``) as markdown."""
+    m = s["method"]
+    lines = [f"# Influence of training documents ({m['name']})", "",
+             f"{s['n_queries']} queries x {s['n_documents']} training documents; parameters: {m['parameters']}; "
+             f"measurement: {m['measurement']}.",
+             "Scores are standardised within each query against its background (z: standard deviations "
+             "of the influence of other facts' documents, from their mean). Means over facts with 95% "
+             "bootstrap CIs over facts.", ""]
+    lines += _group_tables(s["influence"], s["n_documents"])
     a = s.get("agreement")
     if a:
-        lines += ["## EK-FAC vs gradient similarity (TracIn)", "", "| score | Spearman per query | top-10 overlap |",
+        lines += ["## EK-FAC vs gradient similarity", "", "| score | Spearman per query | top-10 overlap |",
                   "|---|---|---|"]
         for k, v in a.items():
-            lines.append(_row(k, v["spearman"]) + f" {_num(v['top_overlap']['mean'], '{:.0%}')} "
+            lines.append(_row(AGREEMENT_LABELS.get(k, k), v["spearman"]) + f" {_num(v['top_overlap']['mean'], '{:.0%}')} "
                          f"{ci(v['top_overlap']['ci_low'], v['top_overlap']['ci_high'])} |")
         lines.append("")
+    cp = s.get("tracin_checkpoints")
+    if cp:
+        steps = ", ".join(f"step {a} (weight {w:.2g})" for a, w in zip(cp.get("steps", []), cp.get("weights", [])))
+        lines += [f"## TracIn over {len(cp.get('steps', []))} checkpoints (Pruthi et al. 2020)", "",
+                  "The gradient dot product summed over weight snapshots taken along training, each "
+                  f"weighted by the learning rate it stands for: {steps}.", ""]
+        lines += ["#" + x if x.startswith("## ") else x for x in _group_tables(cp["influence"], s["n_documents"])]
     t = s.get("tokens")
     if t:
         lines += ["## Which tokens carry the influence (share of positive per-token influence)", "",

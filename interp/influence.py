@@ -14,6 +14,9 @@ layer):
   cosine. Gradients are recorded with forward hooks on the same linear layers (input
   activations and output gradients), and per-document dot products are formed from token
   Gram matrices without materialising a gradient per document.
+- :func:`tracin_checkpoints`: TracIn as Pruthi et al. (2020) define it, the gradient dot
+  product summed over several checkpoints along training, each weighted by the learning rate
+  it stands for (the snapshots of :mod:`experiments.finetune.snapshots`).
 
 The two live in :mod:`interp.influence_ekfac` and :mod:`interp.influence_tracin`, what they
 share (settings, tracked layers, the error) in :mod:`interp.influence_base`; this module
@@ -41,10 +44,10 @@ from __future__ import annotations
 from interp.influence_base import (COVARIANCE_DTYPES, MODULE_KINDS, STRATEGIES, Doc, InfluenceConfig,
                                    InfluenceError, layer_of, tracked_modules)
 from interp.influence_ekfac import EkfacScores, ekfac_scores
-from interp.influence_tracin import TracInScores, record_linear_grads, tracin_scores
+from interp.influence_tracin import TracInScores, record_linear_grads, tracin_checkpoints, tracin_scores
 
 __all__ = [
     "COVARIANCE_DTYPES", "MODULE_KINDS", "STRATEGIES", "Doc", "EkfacScores", "InfluenceConfig",
     "InfluenceError", "TracInScores", "ekfac_scores", "layer_of", "record_linear_grads",
-    "tracin_scores", "tracked_modules",
+    "tracin_checkpoints", "tracin_scores", "tracked_modules",
 ]

@@ -16,7 +16,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -138,3 +138,42 @@ def tracin_scores(lm: LoadedModel, train: Sequence[Doc], queries: Sequence[Doc],
     denom = q_norm.clamp_min(0).sqrt()[:, None] * d_norm.clamp_min(0).sqrt()[None, :]
     cosine = torch.where(denom > 0, dot / denom.clamp_min(1e-30), torch.zeros_like(dot))
     return TracInScores(dot, cosine, per_layer, layers, q_norm, d_norm, prec)
+
+
+def tracin_checkpoints(lm: LoadedModel, train: Sequence[Doc], queries: Sequence[Doc], names: Sequence[str],
+                       checkpoints: Sequence[tuple[float, Callable[[torch.nn.Module], None]]],
+                       batch_size: int = 16, progress: bool = True, precision: str = "fp32") -> TracInScores:
+    """TracIn over several checkpoints (Pruthi et al. 2020, TracInCP): ``sum_i w_i *
+    grad_i(query) . grad_i(document)``, each checkpoint ``(w_i, load_i)`` given by its weight
+    (the learning rate summed over what it stands for) and a function that puts its weights
+    into ``lm.hf``. ``dot`` and ``per_layer`` are the weighted sums; ``cosine`` the weighted
+    mean of the per-checkpoint cosines; the norms the weighted sums of the squared norms. The
+    model's own weights are put back afterwards. With one checkpoint of weight 1 at the current
+    weights this is :func:`tracin_scores`."""
+    if not checkpoints:
+        raise InfluenceError("tracin_checkpoints: no checkpoints given")
+    if any(not w >= 0 for w, _ in checkpoints) or not sum(w for w, _ in checkpoints) > 0:
+        raise InfluenceError(f"tracin_checkpoints: weights must be >= 0 with a positive sum, got "
+                             f"{[w for w, _ in checkpoints]}")
+    own = {k: v.detach().clone() for k, v in lm.hf.state_dict().items()}
+    total: TracInScores | None = None
+    try:
+        for i, (w, load) in enumerate(checkpoints):
+            load(lm.hf)
+            s = tracin_scores(lm, train, queries, names, batch_size, progress, precision)
+            if progress:
+                print(f"TracIn checkpoint {i + 1}/{len(checkpoints)} done (weight {w:.3g})")
+            if total is None:
+                total = TracInScores(w * s.dot, w * s.cosine, w * s.per_layer, s.layers, w * s.query_norm,
+                                     w * s.doc_norm, s.precision)
+            else:
+                total.dot += w * s.dot
+                total.cosine += w * s.cosine
+                total.per_layer += w * s.per_layer
+                total.query_norm += w * s.query_norm
+                total.doc_norm += w * s.doc_norm
+    finally:
+        lm.hf.load_state_dict(own)
+    assert total is not None
+    total.cosine /= sum(w for w, _ in checkpoints)
+    return total

@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-NUMERICS=(tests/test_influence.py tests/test_trace.py tests/test_weights.py tests/test_scoring.py tests/test_perplexity.py
+NUMERICS=(tests/test_influence.py tests/test_tracin_checkpoints.py tests/test_trace.py tests/test_weights.py tests/test_scoring.py tests/test_perplexity.py
           tests/test_attribution.py tests/test_generate.py tests/test_precision.py)
 .venv/bin/python -m pytest -q -m "slow or not slow" "$@"
 if [ "$#" -eq 0 ] && [ "${RCT_AVX2_PASS:-1}" = "1" ] && [ "$(uname -m)" = "x86_64" ] \

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("infl") / "run"
-    assert main(["exp1", "--preset", "smoke", "--out", str(run), "--quiet"]) == 0
+    assert main(["exp1", "--preset", "smoke", "--out", str(run), "--quiet", "--set", "finetune.snapshots=3"]) == 0
     return run
 
 
@@ -43,6 +43,14 @@ def test_influence_writes_scores_summary_figures_and_page(smoke_run, capsys) -> 
             assert g["z"]["ci_low"] <= g["z"]["mean"] <= g["z"]["ci_high"]
     assert -1 <= s["agreement"]["tracin_dot"]["spearman"]["mean"] <= 1
     assert s["method"]["precision"] == "fp32"
+    # the run saved 3 weight snapshots: TracIn summed over them, next to the final-checkpoint version
+    assert t["tracin_cp_dot"].shape == t["tracin_dot"].shape
+    cp = s["tracin_checkpoints"]
+    assert len(cp["steps"]) == 3 and cp["steps"][0] == 0 and all(w > 0 for w in cp["weights"])
+    assert set(cp["influence"]["one_order"]) == {"p2d", "d2p"}
+    assert -1 <= s["agreement"]["tracin_checkpoints_dot"]["spearman"]["mean"] <= 1
+    md = (out / "summary.md").read_text()
+    assert "TracIn over 3 checkpoints" in md and "final-checkpoint gradient similarity (dot)" in md
     html = (out / "influence.html").read_text()
     assert "ColoredTokens" in html and "cdn" not in html.split("<script>")[0]
     assert "Influence of training documents" in capsys.readouterr().out

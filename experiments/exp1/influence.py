@@ -4,14 +4,18 @@
 finetuned ``model/``), picks one held-out query per fact and direction (``n_facts`` facts per
 subset), scores every query against every training document with EK-FAC influence
 (:func:`interp.influence.ekfac_scores`, kronfluence) and with gradient similarity
-(:func:`interp.influence.tracin_scores`), groups the scores by fact and order
-(:mod:`analysis.influence`) and writes ``RUN/influence/``::
+(:func:`interp.influence.tracin_scores`, final-checkpoint gradient similarity; and TracIn
+over the run's weight snapshots when it saved them, :func:`interp.influence.tracin_checkpoints`),
+groups the scores by fact and order (:mod:`analysis.influence`) and writes ``RUN/influence/``::
 
     scoring.json                how the scores were made (method, settings, times)
     summary.json, summary.md    groups per query set with 95% CIs over facts, the contrasts,
                                 EK-FAC vs TracIn agreement, per-layer and per-token views
     scores.safetensors          ekfac, ekfac_per_layer, ekfac_per_token, tracin_dot,
-                                tracin_cosine, tracin_per_layer ([query, document] first)
+                                tracin_cosine, tracin_per_layer ([query, document] first);
+                                tracin_cp_dot, tracin_cp_cosine, tracin_cp_per_layer when
+                                the run saved weight snapshots (finetune.snapshots: TracIn
+                                over several checkpoints, Pruthi et al. 2020)
     queries.jsonl, documents.jsonl   what the rows and columns of the scores are
     groups.png|svg, layers.png|svg   figures
     influence.html              each query's top documents, tokens coloured by influence
@@ -50,7 +54,8 @@ from analysis.query_sets import move_article
 from experiments.exp1.data import Example, description_forms, load_exp1
 from interp.errors import RctError
 from interp.fileio import write_json, write_jsonl, write_text
-from interp.influence import InfluenceConfig, ekfac_scores, tracin_scores, tracked_modules
+from experiments.finetune.snapshots import list_snapshots, load_snapshot
+from interp.influence import InfluenceConfig, ekfac_scores, tracin_checkpoints, tracin_scores, tracked_modules
 from interp.models import load_model
 from interp.tokens import encode_documents
 
@@ -151,6 +156,7 @@ def run_influence(run_dir: str | Path, n_facts: int | None = N_FACTS, config: In
     out = run_dir / out_name
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {"load": time.perf_counter() - t_start}
+    checkpoints_info: dict[str, Any] | None = None
     # the factors depend on the documents and settings only: every output folder shares them
     ek = ekfac_scores(lm, train, queries, config, run_dir / "influence" / ".kronfluence", per_token=per_token,
                       progress=progress)
@@ -164,6 +170,18 @@ def run_influence(run_dir: str | Path, n_facts: int | None = N_FACTS, config: In
                            batch_size=config.batch_size, progress=progress, precision=config.precision)
         seconds["tracin"] = time.perf_counter() - t0
         tensors.update({"tracin_dot": tr.dot, "tracin_cosine": tr.cosine, "tracin_per_layer": tr.per_layer})
+        snaps = list_snapshots(run_dir / "checkpoints")
+        if snaps:
+            t0 = time.perf_counter()
+            cps = [(m["weight"], lambda model, p=p: load_snapshot(model, p)) for p, m in snaps]
+            tc = tracin_checkpoints(lm, train, queries, tracked_modules(lm.hf, config.modules, config.layer_stride),
+                                    cps, batch_size=config.batch_size, progress=progress,
+                                    precision=config.precision)
+            seconds["tracin_checkpoints"] = time.perf_counter() - t0
+            tensors.update({"tracin_cp_dot": tc.dot, "tracin_cp_cosine": tc.cosine,
+                            "tracin_cp_per_layer": tc.per_layer})
+            checkpoints_info = {"steps": [m["step"] for _, m in snaps], "weights": [m["weight"] for _, m in snaps],
+                                "stands_for_steps": [m["steps"] for _, m in snaps]}
     _save_scores(out / "scores.safetensors", tensors)
     write_jsonl(out / "queries.jsonl", qm)
     write_jsonl(out / "documents.jsonl", dm)
@@ -176,7 +194,8 @@ def run_influence(run_dir: str | Path, n_facts: int | None = N_FACTS, config: In
                               else "loss of the first token of the query's completion"),
               "sign": "positive: a gradient step on the document lowers the query's loss"}
     write_json(out / "scoring.json", {"run": str(run_dir), "n_facts_per_subset": n_facts, "method": method,
-                                      "seconds": seconds})
+                                      "seconds": seconds,
+                                      **({"tracin_checkpoints": checkpoints_info} if checkpoints_info else {})})
     return report_influence(run_dir, out_name, lm=lm, page_top=page_top, t_start=t_start)
 
 
@@ -228,6 +247,11 @@ def report_influence(run_dir: str | Path, out_name: str = "influence", lm: Any =
         summary["tracin"] = influence_summary(dot, qm, dm, seed=seed)
         summary["agreement"] = {"tracin_dot": agreement(scores, dot, qm, seed=seed),
                                 "tracin_cosine": agreement(scores, cos, qm, seed=seed)}
+    if "tracin_cp_dot" in tensors:
+        cp = tensors["tracin_cp_dot"].double().numpy()
+        summary["tracin_checkpoints"] = {**info.get("tracin_checkpoints", {}),
+                                         "influence": influence_summary(cp, qm, dm, seed=seed)}
+        summary.setdefault("agreement", {})["tracin_checkpoints_dot"] = agreement(scores, cp, qm, seed=seed)
     toks = [_doc_tokens(lm, d) for d in dm]
     per_token = tensors.get("ekfac_per_token")
     if per_token is not None:

@@ -29,6 +29,9 @@ class FinetuneConfig(ConfigMixin):
         lora_rank: 0 for full finetuning, else LoRA rank on all linear layers.
         lora_alpha: LoRA scaling numerator.
         keep_checkpoints: epoch checkpoints kept on disk (older ones are deleted).
+        snapshots: weight snapshots saved at the starts of this many equal stretches of
+            training (0: none), for TracIn over several checkpoints
+            (:mod:`experiments.finetune.snapshots`); full finetuning only.
     """
 
     lr: float = 5e-5
@@ -46,6 +49,7 @@ class FinetuneConfig(ConfigMixin):
     lora_rank: int = 0
     lora_alpha: float = 16.0
     keep_checkpoints: int = 1
+    snapshots: int = 0
 
     def __post_init__(self) -> None:
         checks = {
@@ -56,6 +60,7 @@ class FinetuneConfig(ConfigMixin):
             "precision": self.precision in PRECISIONS, "lora_rank": self.lora_rank >= 0,
             "length_window": self.length_window >= 1,
             "keep_checkpoints": self.keep_checkpoints >= 1,
+            "snapshots": self.snapshots >= 0 and not (self.snapshots and self.lora_rank),
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

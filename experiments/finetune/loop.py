@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from experiments.finetune.batches import batch_order, padded_fraction
 from experiments.finetune.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from experiments.finetune.config import FinetuneConfig
+from experiments.finetune.snapshots import save_snapshot, snapshot_plan
 from experiments.finetune.trainer import Trainer, setup
 from interp.precision import AUTOCAST_DTYPES
 from interp.tokens import Document, pad_batch, pad_id
@@ -62,14 +63,17 @@ def _step(tr: Trainer, batch: Sequence[int], cfg: FinetuneConfig, pad: int) -> f
 
 
 def _epoch(tr: Trainer, epoch: int, cfg: FinetuneConfig, pad: int, bar: Any,
-           on_step: Callable[[dict[str, Any]], None] | None) -> None:
+           on_step: Callable[[dict[str, Any]], None] | None, ckpt_dir: Path) -> None:
     """One pass over the documents: this process's share of each global batch."""
     acc, state = tr.acc, tr.state
     lengths = [len(ids) for ids, _ in tr.encoded]
     batches = batch_order(lengths, cfg, epoch, cfg.batch_size * acc.num_processes)[: tr.steps_per_epoch]
     state.setdefault("padded_fraction", []).append(round(padded_fraction(lengths, batches, acc.num_processes), 4))
     t0 = time.perf_counter()
+    snaps = {e["step"]: e for e in snapshot_plan(cfg, tr.steps_per_epoch)} if cfg.snapshots else {}
     for batch in batches:
+        if state["step"] in snaps and acc.is_main_process:
+            save_snapshot(ckpt_dir, acc.unwrap_model(tr.model), snaps[state["step"]])
         t_step = time.perf_counter()
         loss = _step(tr, batch, cfg, pad)
         idx = batch[acc.process_index :: acc.num_processes]
@@ -123,7 +127,7 @@ def finetune(
     for epoch in range(tr.state["epoch"], cfg.epochs):
         if tr.state.get("stopped_early"):
             break
-        _epoch(tr, epoch, cfg, pad, bar, on_step)
+        _epoch(tr, epoch, cfg, pad, bar, on_step, ckpt_dir)
         if on_epoch_end is not None:
             if on_epoch_end(tr.state):
                 tr.state["stopped_early"] = tr.state["epoch"]
