@@ -16,7 +16,8 @@ seeds), family-wise tests over layers, and equivalence bounds.
   simultaneous 95% intervals over all columns from the maximum |t| under random sign flips of
   whole facts (Westfall and Young's max-T): a peak picked among 30 layers is tested as one.
 - :func:`tost`: two one-sided t-tests: "the mean lies within +-margin" at level 0.05, and the
-  smallest margin the data can exclude (the 90% interval's farther end).
+  smallest margin the data can exclude (the 90% interval's farther end); over facts, or over
+  a ``[seed, fact]`` table with the crossed standard error.
 
 ``tests/test_intervals.py`` checks the coverage by simulation at n = 20.
 
@@ -136,20 +137,22 @@ def maxt_family(values: Any, n_perm: int = 5000, level: float = 0.95, seed: int 
             "crit": crit, "argmax": int(np.argmax(m)), "n": n, "n_perm": n_perm}
 
 
-def tost(values: Sequence[float], margin: float, alpha: float = 0.05) -> dict[str, float | bool]:
-    """Equivalence of the mean of ``values`` (one per fact) to 0 within ``+-margin``: two
-    one-sided t-tests at ``alpha``. ``equivalent`` when both reject; ``bound`` is the smallest
-    margin the data exclude at this level (the farther end of the ``1 - 2 alpha`` t interval)."""
+def tost(values: Any, margin: float, alpha: float = 0.05) -> dict[str, Any]:
+    """Equivalence of the mean to 0 within ``+-margin``: two one-sided t-tests at ``alpha``.
+    ``values``: one value per fact, or a ``[seed, fact]`` table (then with the standard error
+    and degrees of freedom of :func:`crossed_t_interval`, which count both sources).
+    ``equivalent`` when both tests reject; ``bound`` is the smallest margin the data exclude at
+    this level (the farther end of the ``1 - 2 alpha`` t interval)."""
     x = np.asarray(values, dtype=float)
-    n = x.size
-    if n < 2 or not margin > 0:
-        raise ValueError(f"tost: expected >= 2 values and a positive margin, got n={n}, margin={margin}")
-    m, se = float(x.mean()), float(x.std(ddof=1)) / math.sqrt(n)
+    if x.size < 2 or not margin > 0:
+        raise ValueError(f"tost: expected >= 2 values and a positive margin, got n={x.size}, margin={margin}")
+    r = crossed_t_interval(x)
+    m, se, df = float(r["mean"]), float(r["se"]), float(r["df"])
     if se == 0:
         p = 0.0 if abs(m) < margin else 1.0
-        return {"mean": m, "margin": margin, "p": p, "equivalent": p < alpha, "bound": abs(m)}
-    p_low = float(stats.t.sf((m + margin) / se, n - 1))   # H0: mean <= -margin
-    p_high = float(stats.t.cdf((m - margin) / se, n - 1))  # H0: mean >= margin
-    half = float(stats.t.ppf(1 - alpha, n - 1)) * se
+        return {"mean": m, "margin": margin, "p": p, "equivalent": p < alpha, "bound": abs(m), "se": se, "df": df}
+    p_low = float(stats.t.sf((m + margin) / se, df))   # H0: mean <= -margin
+    p_high = float(stats.t.cdf((m - margin) / se, df))  # H0: mean >= margin
+    half = float(stats.t.ppf(1 - alpha, df)) * se
     return {"mean": m, "margin": margin, "p": max(p_low, p_high), "equivalent": max(p_low, p_high) < alpha,
-            "bound": max(abs(m - half), abs(m + half))}
+            "bound": max(abs(m - half), abs(m + half)), "se": se, "df": df}

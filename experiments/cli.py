@@ -6,6 +6,7 @@
     rct generate RUN | rct finetune RUN [--resume] | rct evaluate RUN [--which base]
     rct report RUN | rct analyse RUN | rct compare CURSED CURED | rct influence RUN [--n-facts 15]
     rct compare-seeds CMP_SEED0 CMP_SEED1 CMP_SEED2 --out runs/cmp-pooled
+    rct exp1-seeds RUN_SEED0 RUN_SEED1 RUN_SEED2 --out runs/exp1-seeds [--margin 1]
     rct sweep --preset cpu --out runs/sweep --grid finetune.lr=2e-5,5e-5 --seeds 0,1,2
     rct sweep-report runs/sweep
     rct mitigations --preset mitigation --out runs/mit [--seeds 0,1,2] [--conditions none,word]
@@ -339,6 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dirs", nargs="+", type=Path, help="rct compare output folders, the first seed first")
     p.add_argument("--out", type=Path, required=True, help="folder for the pooled summary.json and summary.md")
     p.set_defaults(fn=cmd_compare_seeds)
+    from experiments.exp1 import seeds
+    p = sub.add_parser("exp1-seeds", help="pool experiment 1 runs that differ only in their finetuning seed")
+    seeds.add_arguments(p)
+    p.set_defaults(fn=seeds.run_args)
     p = sub.add_parser("influence", help="which training documents teach which direction (influence functions)")
     p.add_argument("run", help="run directory")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the influence analysis (see --help)")
