@@ -59,6 +59,9 @@ def test_sweep_runs_reports_and_resumes(tmp_path):
     assert "4 of 4 cells finished" in text and "t-test p < 0.05 in" in text
     summary = json.loads((out / "summary.json").read_text())
     assert [len(p["seeds"]) for p in summary["points"]] == [2, 2]
+    r = summary["points"][0]["rank"]["d2p_prompts_test"]  # name-target cells: rank over seeds x facts
+    assert r["n_seeds"] == 2 and r["ci_low"] <= r["mean"] <= r["ci_high"] and r["min"] <= r["mean"] <= r["max"]
+    assert "Normalised rank of the correct name" in text
     assert (out / "lines.png").stat().st_size > 0 and (out / "sweep.md").exists()
     # resuming finds every cell finished; starting again without --resume is refused
     assert run_sweep(sweep, out, resume=True, progress=False) == []
