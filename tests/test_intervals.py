@@ -70,6 +70,19 @@ def test_maxt_family_holds_fwer_and_finds_a_planted_layer() -> None:
     assert all(s_lo <= lo for s_lo, lo in zip(r["sim_low"], r["ci_low"]))
 
 
+def test_crossed_interval_stays_finite_when_the_interaction_cancels_the_rest() -> None:
+    """A real 2-seed table (a gap near zero on the trained set of rct compare): the unbiased
+    variance nearly cancels, Satterthwaite's df fell to 0.1 and the interval to +-2e9."""
+    x = np.array([[0.0318, -0.1303, 0.0212, -0.0126, -0.0108, -0.0102, 0.0018, -0.0308, -0.0148, -0.0046,
+                   0.0411, -0.0014, -0.0693, -0.0006, -0.0079, -0.0017, -0.0054, -0.1363, -0.0124, -0.0134],
+                  [-0.0249, -0.0195, -0.0256, 0.0178, 0.0108, 0.0028, 0.0041, 0.0412, -0.0079, -0.0029,
+                   -0.0493, -0.0116, -0.0378, 0.0061, 0.0055, -0.0401, -0.053, -0.0285, -0.0821, 0.0032]])
+    r = crossed_t_interval(x)
+    assert r["df"] >= 1 and r["ci_high"] - r["ci_low"] < 0.2 and r["ci_low"] < r["mean"] < r["ci_high"]
+    one_seed = crossed_t_interval(x[:1])
+    assert r["ci_high"] - r["ci_low"] > 0.5 * (one_seed["ci_high"] - one_seed["ci_low"])
+
+
 def test_tost() -> None:
     rng = np.random.default_rng(14)
     x = rng.normal(0.0, 0.5, size=30)
