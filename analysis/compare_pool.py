@@ -8,8 +8,10 @@ columns and layers of a set (Holm over the crossed-t p values; the single-seed r
 max-T over the same family).
 
 It also confirms: the sites that the *first* summary names as restoring (family-wise p < 0.05)
-are tested again on the *other* seeds alone, Holm over those sites only. A site picked on one
-seed and found again on two fresh seeds is not a selection effect.
+are tested again on the *other* seeds alone, Holm over those sites only: pooled over those
+seeds (crossed interval; with two other seeds the seed term has one degree of freedom, so
+this is strict), and on each other seed by itself (t over facts, ``confirmed_per_seed``). A
+site picked on one seed and found again on two fresh seeds is not a selection effect.
 
 Example::
 
@@ -97,6 +99,13 @@ def _confirm(first: list[dict[str, Any]], rest: list[dict[str, Any]], layers: li
         r["p_holm"] = a
         r["confirmed"] = bool(a is not None and a < 0.05 and r["effect"] is not None
                               and np.sign(r["effect"]) == np.sign(r["first_seed_effect"]))
+    for r in rows:
+        r["confirmed_per_seed"] = []
+    for s in rest:  # each other seed alone (t over facts, Holm over the sites)
+        one = [_crossed(_table([s[r["site"]]])[:, :, layers.index(r["layer"])]) for r in rows]
+        for r, c, a in zip(rows, one, holm([None if c is None else c["p"] for c in one])):
+            r["confirmed_per_seed"].append(bool(c is not None and a is not None and a < 0.05
+                                                and np.sign(c["mean"]) == np.sign(r["first_seed_effect"])))
     return rows
 
 
@@ -196,7 +205,11 @@ def summary_markdown(p: dict[str, Any]) -> str:
             conf = e["confirm"]
             if conf:
                 n_ok = sum(r["confirmed"] for r in conf)
-                lines += ["", f"First seed's {len(conf)} named site(s): {n_ok} confirmed on the other seeds. "
+                each = [sum(r["confirmed_per_seed"][k] for r in conf) for k in range(len(conf[0]["confirmed_per_seed"]))]
+                every = sum(all(r["confirmed_per_seed"]) for r in conf)
+                lines += ["", f"First seed's {len(conf)} named site(s): {n_ok} confirmed on the other seeds pooled "
+                          f"(crossed interval); on each other seed alone: {', '.join(map(str, each))} "
+                          f"({every} on every one). "
                           "Strongest: " + "; ".join(
                               f"{r['site']} L{r['layer']} {_fmt(r)}" for r in sorted(
                                   conf, key=lambda r: -abs(r['effect'] or 0))[:3])]

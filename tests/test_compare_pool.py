@@ -48,6 +48,7 @@ def test_pooled_interval_is_the_crossed_interval_and_a_real_site_is_confirmed() 
     assert np.isfinite(e["effect"]["mlp/entity"]["mean"][2])
     (c,) = e["confirm"]
     assert c["confirmed"] and c["ci_low"] > 0
+    assert c["confirmed_per_seed"] == [True, True]  # also on each other seed alone
     md = summary_markdown(p)
     assert "1 confirmed" in md and "n/a" not in md.split("First seed")[0]  # effects are printed
 
@@ -57,7 +58,7 @@ def test_a_site_picked_on_noise_is_not_confirmed() -> None:
     facts = [f"f{i}" for i in range(20)]
     sums = [_summary(rng, facts, 0.0, 0.0) for _ in range(3)]
     (c,) = pool_summaries(sums)["patching"]["cured->cursed"]["p2d_reverse"]["confirm"]
-    assert not c["confirmed"]
+    assert not c["confirmed"] and not all(c["confirmed_per_seed"])
 
 
 def test_different_facts_or_too_few_summaries_are_refused(tmp_path) -> None:
