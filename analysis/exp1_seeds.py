@@ -62,6 +62,14 @@ def _table(runs: Sequence[dict[str, Any]], cell: str, measure: str) -> tuple[np.
     return np.array([[v[f] for f in facts] for v in rows]), facts
 
 
+def _bounded(i: dict[str, Any], measure: str) -> dict[str, Any]:
+    """A proportion's or a rank's interval, clipped to [0, 1] (``clipped`` says so)."""
+    if measure == "diff":
+        return i
+    lo, hi = max(0.0, i["ci_low"]), min(1.0, i["ci_high"])
+    return {**i, "ci_low": lo, "ci_high": hi, "clipped": (lo, hi) != (i["ci_low"], i["ci_high"])}
+
+
 def pool_runs(runs: Sequence[dict[str, Any]], margin: float = 1.0) -> dict[str, Any]:
     """Pool experiment 1 runs that differ only in their finetuning seed (see module docstring).
     Each entry of ``runs``: ``seed``, ``cells`` (``metrics.json``'s ``cells``) and
@@ -81,7 +89,7 @@ def pool_runs(runs: Sequence[dict[str, Any]], margin: float = 1.0) -> dict[str, 
             per_seed = x.mean(1)
             e[measure] = {"per_seed": per_seed.tolist(), "mean": float(x.mean()), "min": float(per_seed.min()),
                           "max": float(per_seed.max()), "n_facts": len(facts),
-                          "interval": crossed_t_interval(x)}
+                          "interval": _bounded(crossed_t_interval(x), measure)}
             if measure == "diff" and cell.endswith("_reverse_prompts_test"):
                 e["tost"] = tost(x, margin)
         out["cells"][cell] = e
@@ -98,8 +106,8 @@ def seeds_markdown(s: dict[str, Any], title: str = "Experiment 1 over finetuning
     """The pooled result as markdown: one table of cells, then the equivalence tests."""
     seeds = ", ".join(str(x) for x in s["seeds"])
     lines = [f"# {title}", "", f"Finetuning seeds {seeds}; means over seeds and facts, 95% intervals from the "
-             "crossed t interval over the [seed, fact] table (both sources of variation); range: the "
-             "lowest and highest seed.", "",
+             "crossed t interval over the [seed, fact] table (both sources of variation; exact match and rank "
+             "clipped to [0, 1]); range: the lowest and highest seed.", "",
              "| query | exact match (range) [95% CI] | normalised rank (range) [95% CI] | "
              "correct - random name, nats (range) [95% CI] |", "|---|---|---|---|"]
     for cell, e in s["cells"].items():

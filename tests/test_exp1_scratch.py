@@ -156,3 +156,22 @@ def test_scaled_down_scratch_preset_runs_end_to_end(tmp_path) -> None:
     assert names.isdisjoint(p["name"] for p in people)
     records = (run / "eval" / "finetuned" / "records.jsonl").read_text()
     assert not any(p["name"] in records for p in people)  # never evaluated
+
+
+def test_whole_sequence_scratch_preset_takes_the_loss_on_every_token(data) -> None:
+    """`scratch-seq`: the same model and data as `scratch`, the loss on every token after BOS,
+    so a name-first document makes both the name and the description targets."""
+    from interp import load_model
+    from interp.tokens import encode_documents
+
+    seq, comp = exp1.preset("scratch-seq"), exp1.preset("scratch")
+    exp1.validate(seq)
+    assert seq.finetune.loss_on == "sequence" and seq.model == comp.model and seq.data == comp.data
+    lm = load_model(seq.model)
+    docs = [(e.prompt, e.completion) for e in data[0].train_examples()[:40]]
+    for (ids, labels), (_, comp_labels) in zip(encode_documents(lm, docs, seq.finetune.loss_on),
+                                               encode_documents(lm, docs, comp.finetune.loss_on)):
+        assert labels[1:] == ids[1:] and labels[0] == -100  # every token after BOS is a target
+        assert comp_labels.count(-100) > 1  # the completion-only preset masks the prompt
+    text = (ROOT / "experiments/presets/exp1/scratch-seq.yaml").read_text()
+    assert "whole document" in text.splitlines()[0]

@@ -44,7 +44,12 @@ def read_run(run: Path) -> dict[str, Any]:
     for p in (cfg_path, metrics, records):
         if not p.exists():
             raise RctError(f"exp1-seeds: {run} is not a finished experiment 1 run ({p} is missing)")
-    cfg = json.loads(cfg_path.read_text())
+    try:  # with today's defaults filled in, so that a run made before a field existed compares equal
+        from experiments import exp1
+
+        cfg = exp1.read_config(run).to_dict()
+    except Exception:  # noqa: BLE001 - an unreadable config is compared as written
+        cfg = json.loads(cfg_path.read_text())
     hits: dict[str, dict[int, list[bool]]] = defaultdict(lambda: defaultdict(list))
     for n, line in enumerate(records.read_text().splitlines(), start=1):
         if not line.strip():
