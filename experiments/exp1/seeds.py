@@ -86,7 +86,7 @@ def reverse_figure(s: dict[str, Any], out: Path) -> None:
     from analysis.figures import save
 
     cells = [(c, e) for c, e in s["cells"].items() if "tost" in e]
-    fig = Figure(figsize=(6, 1.2 + 0.9 * len(cells)))
+    fig = Figure(figsize=(7, 1.6 + 0.6 * len(cells)))
     ax = fig.subplots()
     for k, (_, e) in enumerate(cells):
         d = e["diff"]
@@ -98,8 +98,9 @@ def reverse_figure(s: dict[str, Any], out: Path) -> None:
     ax.axvspan(-m, m, color="C2", alpha=0.12, label=f"+-{m:g} nats (equivalence margin)")
     ax.axvline(0, color="black", lw=0.5)
     ax.set_yticks(range(len(cells)), [e["label"] for _, e in cells], fontsize=8)
+    ax.set_ylim(-0.5, len(cells) - 0.3)
     ax.set_xlabel("log-prob of the correct name minus a random trained name (nats)")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
     fig.tight_layout()
     save(fig, out, "reverse")
 
