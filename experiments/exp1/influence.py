@@ -52,9 +52,9 @@ from analysis.influence import (agreement, group_masks, influence_summary, layer
 from analysis.influence_report import group_figure, influence_markdown, influence_page, layer_figure
 from analysis.query_sets import move_article
 from experiments.exp1.data import Example, description_forms, load_exp1
+from experiments.finetune.snapshots import list_snapshots, load_snapshot
 from interp.errors import RctError
 from interp.fileio import write_json, write_jsonl, write_text
-from experiments.finetune.snapshots import list_snapshots, load_snapshot
 from interp.influence import InfluenceConfig, ekfac_scores, tracin_checkpoints, tracin_scores, tracked_modules
 from interp.models import load_model
 from interp.tokens import encode_documents
