@@ -22,20 +22,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from analysis.exp1_seeds import pool_runs, seeds_markdown
+from experiments.core.config import first_difference
 from interp.errors import RctError
 from interp.fileio import write_json, write_text
 
 FREE = {("finetune", "seed"), ("finetune", "snapshots")}
-
-
-def _flat(d: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
-    out: dict[tuple[str, ...], Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, prefix + (k,)))
-        else:
-            out[prefix + (k,)] = v
-    return out
 
 
 def read_run(run: Path) -> dict[str, Any]:
@@ -66,14 +57,15 @@ def read_run(run: Path) -> dict[str, Any]:
 
 def check_same(runs: Sequence[dict[str, Any]]) -> None:
     """Refuse runs whose configs differ in anything but the finetuning seed (and snapshots)."""
-    first = _flat(runs[0]["config"])
+    def free(cfg: dict[str, Any]) -> dict[str, Any]:  # the fields allowed to differ, set alike
+        return {**cfg, "finetune": {**cfg.get("finetune", {}), **{k: None for _, k in FREE}}}
+
     for r in runs[1:]:
-        other = _flat(r["config"])
-        for key in sorted(set(first) | set(other)):
-            if key not in FREE and first.get(key) != other.get(key):
-                raise RctError(f"exp1-seeds: {r['path']} differs from {runs[0]['path']} in {'.'.join(key)} "
-                               f"({other.get(key)!r} vs {first.get(key)!r}); pool runs that differ only in "
-                               "finetune.seed")
+        hit = first_difference(free(runs[0]["config"]), free(r["config"]))
+        if hit:
+            key, first, other = hit
+            raise RctError(f"exp1-seeds: {r['path']} differs from {runs[0]['path']} in {key} "
+                           f"({other!r} vs {first!r}); pool runs that differ only in finetune.seed")
     seeds = [r["seed"] for r in runs]
     if len(set(seeds)) != len(seeds):
         raise RctError(f"exp1-seeds: two runs have the same finetuning seed ({seeds})")
