@@ -39,7 +39,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.hooks import check_fired, hook_name, layer_hooks
-from interp.kv import (neuron_logit_contributions, stack_layers, unembed_bias, unembed_directions)
+from interp.kv import (has_post_norms, neuron_logit_contributions, post_norm_gains, stack_layers,
+                       unembed_bias, unembed_directions)
 
 if TYPE_CHECKING:
     from interp.models import LoadedModel
@@ -51,7 +52,15 @@ def attribution_hooks(lm: LoadedModel) -> list[str]:
     n = lm.bridge.cfg.n_layers
     return ([hook_name("embed"), hook_name("final_scale")] + layer_hooks("attn_out", n)
             + layer_hooks("mlp_out", n) + layer_hooks("z", n) + layer_hooks("mlp_post", n)
-            + layer_hooks("resid_post", n))
+            + layer_hooks("resid_post", n) + _post_scale_hooks(lm.bridge))
+
+
+def _post_scale_hooks(bridge: Any) -> list[str]:
+    """The post-sub-layer norms' scales, in a model that has those norms (Gemma 3)."""
+    if not has_post_norms(bridge):
+        return []
+    n = bridge.cfg.n_layers
+    return layer_hooks("attn_post_scale", n) + layer_hooks("mlp_post_scale", n)
 
 
 @dataclass
@@ -114,7 +123,8 @@ def direct_logit_attribution(lm: LoadedModel, rec: Recording, contrast: bool = F
     bridge = lm.bridge
     n_layers = bridge.cfg.n_layers
     hooks = ([hook_name("embed"), hook_name("final_scale")] + layer_hooks("attn_out", n_layers)
-             + layer_hooks("mlp_out", n_layers) + layer_hooks("z", n_layers))
+             + layer_hooks("mlp_out", n_layers) + layer_hooks("z", n_layers)
+             + _post_scale_hooks(bridge))
     w_pos = _weight(bridge, "W_pos")  # [n_ctx, d_model]: learned positions (GPT-2), else None
     extra = {} if w_pos is None else {"hook_pos_embed": w_pos[rec.rows("last")[:, 1]]}  # [n, d_model]
     cache = _cache(lm, rec, hooks, extra)
@@ -132,7 +142,13 @@ def direct_logit_attribution(lm: LoadedModel, rec: Recording, contrast: bool = F
     head_dla = torch.einsum("cnd,nd->nc", heads.float(), dirs)  # [n, L*H]
     scale = rec.act(hook_name("final_scale"), "last").reshape(-1)  # [n]
     post = stack_layers(rec, "mlp_post", n_layers)  # [n, L, d_mlp]
-    neurons = neuron_logit_contributions(bridge, post, dirs_c, scale)  # [n, L, d_mlp]
+    mlp_scale = None
+    if has_post_norms(bridge):  # heads and neurons write through the post-norms (Gemma 3)
+        attn_scale = stack_layers(rec, "attn_post_scale", n_layers).reshape(len(scale), n_layers)
+        mlp_scale = stack_layers(rec, "mlp_post_scale", n_layers).reshape(len(scale), n_layers)
+        gain = post_norm_gains(bridge, "attn")  # [L, d_model]
+        head_dla = _through_post_norm(heads.float(), dirs, gain, attn_scale)
+    neurons = neuron_logit_contributions(bridge, post, dirs_c, scale, mlp_scale)  # [n, L, d_mlp]
     attn = resid_dla[:, [labels.index(f"{L}_attn_out") for L in range(n_layers)]]  # [n, L]
     mlp = resid_dla[:, [labels.index(f"{L}_mlp_out") for L in range(n_layers)]]  # [n, L]
     embed = resid_dla[:, [i for i, lab in enumerate(labels) if lab in ("embed", "pos_embed")]].sum(1)
@@ -148,6 +164,16 @@ def direct_logit_attribution(lm: LoadedModel, rec: Recording, contrast: bool = F
     logit = rec.stat("first_logit") - (rec.stat("foil_logit") if contrast else 0.0)
     return Attribution("dla_contrast" if contrast else "dla", embed, attn, mlp,
                        head_dla.reshape(len(first), n_layers, -1), neurons, bias, logit)
+
+
+def _through_post_norm(heads: Tensor, dirs: Tensor, gain: Tensor, post_scale: Tensor) -> Tensor:
+    """Head DLA ``[n, L*H]`` when each layer's summed head results pass a norm (gain
+    ``[L, d_model]``, frozen scale ``[n, L]``) before the residual: ``heads`` is
+    ``[L*H, n, d_model]`` already divided by the final norm's scale."""
+    n_layers = gain.shape[0]
+    h = heads.reshape(n_layers, -1, *heads.shape[1:])  # [L, H, n, d_model]
+    out = torch.einsum("lhnd,ld,nd->nlh", h, gain, dirs) / post_scale[:, :, None]
+    return out.reshape(out.shape[0], -1)
 
 
 def _final_norm_bias(bridge: Any, tokens: Tensor, minus: Tensor | None) -> Float[Tensor, "n"]:

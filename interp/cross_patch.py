@@ -49,7 +49,8 @@ from tqdm.auto import tqdm
 
 from interp.recording import Query, _entity_positions
 from interp.tokens import encode_pair
-from interp.trace_sites import _cache_kw, _eval_no_grad, _first, _hooks, _parts, _replace_first
+from interp.trace_sites import (_cache_kw, _eval_no_grad, _first, _hooks, _parts, _replace_first,
+                                new_kv_cache)
 
 if TYPE_CHECKING:
     from interp.models import LoadedModel
@@ -235,9 +236,7 @@ def _patched(target: LoadedModel, ids: Tensor, start: int, cache: Any, n_prompt:
 
 
 def _prefix_cache(lm: LoadedModel, ids: Tensor, start: int) -> Any:
-    from transformers import DynamicCache
-
-    cache = DynamicCache()
+    cache = new_kv_cache(lm.hf)
     lm.hf(ids[:, :start], **{_cache_kw(lm.hf): cache}, use_cache=True)
     return cache
 

@@ -18,7 +18,14 @@ site           hook name (layer ``L``)             shape per position
                                                    the down projection: the key coefficients)
 ``mlp_out``    ``blocks.L.hook_mlp_out``           ``d_model``
 ``final_scale````ln_final.hook_scale``             ``1`` (final-norm scale at the position)
+``attn_post_scale`` ``blocks.L.ln1_post.hook_scale``  ``1`` (Gemma 3 only: the scale of the
+                                                   norm after attention, whose output is
+                                                   ``attn_out``)
+``mlp_post_scale`` ``blocks.L.ln2_post.hook_scale``  ``1`` (Gemma 3 only: the same after the MLP)
 =============  ==================================  =====================================
+
+In a model with a norm after each sub-layer (Gemma 3), ``attn_out`` and ``mlp_out`` are the
+post-norms' outputs, the tensors added to the residual; ``z`` and ``mlp_post`` come before them.
 
 ``blocks.L.mlp.hook_post`` is the same hook point as ``blocks.L.mlp.out.hook_in`` (the down
 projection's input); :func:`check_mlp_post_is_down_input` asserts it on a given bridge.
@@ -36,7 +43,7 @@ import re
 from typing import Any, Iterable, Literal
 
 Site = Literal["embed", "resid_pre", "resid_mid", "resid_post", "attn_out", "z", "mlp_in",
-               "mlp_post", "mlp_out", "final_scale"]
+               "mlp_post", "mlp_out", "final_scale", "attn_post_scale", "mlp_post_scale"]
 
 _TEMPLATES: dict[str, str] = {
     "embed": "hook_embed",
@@ -49,13 +56,15 @@ _TEMPLATES: dict[str, str] = {
     "mlp_post": "blocks.{L}.mlp.hook_post",
     "mlp_out": "blocks.{L}.hook_mlp_out",
     "final_scale": "ln_final.hook_scale",
+    "attn_post_scale": "blocks.{L}.ln1_post.hook_scale",
+    "mlp_post_scale": "blocks.{L}.ln2_post.hook_scale",
     "pattern": "blocks.{L}.attn.hook_pattern",
 }
 LAYERLESS = {"embed", "final_scale"}
 SITES: tuple[str, ...] = tuple(s for s in _TEMPLATES if s != "pattern")
 MLP_DOWN_INPUT = "blocks.{L}.mlp.out.hook_in"
 # The bridge computes norm scales beside the HF forward (for the hook only): no gradient.
-NO_GRAD_SITES = frozenset({"final_scale"})
+NO_GRAD_SITES = frozenset({"final_scale", "attn_post_scale", "mlp_post_scale"})
 
 
 class HookNotFiredError(RuntimeError):

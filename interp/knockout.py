@@ -112,8 +112,12 @@ def _mask_hook(cut: dict[int, list[int]], q_row: int, start: int, total: int):  
         mask = kwargs.get("attention_mask")
         neg = torch.finfo(hs.dtype).min
         if mask is None:
-            q_pos = torch.arange(start, start + q_len, device=hs.device)
-            allowed = torch.arange(total, device=hs.device)[None, :] <= q_pos[:, None]
+            q_pos = torch.arange(start, start + q_len, device=hs.device)[:, None]
+            k_pos = torch.arange(total, device=hs.device)[None, :]
+            allowed = k_pos <= q_pos
+            window = getattr(mod, "sliding_window", None)  # a sliding-window layer (Gemma)
+            if window:
+                allowed &= k_pos > q_pos - window
             mask = torch.where(allowed, 0.0, neg).to(hs.dtype)[None, None]
         elif mask.dtype == torch.bool:
             mask = torch.where(mask, 0.0, neg).to(hs.dtype)
@@ -132,7 +136,7 @@ def knock_query(lm: LoadedModel, q: Query, entity: str, config: KnockoutConfig |
     cfg = config or KnockoutConfig()
     with _eval_no_grad(lm.hf):
         parts = _parts(lm.hf)
-        attn = parts.mods["attn"]
+        attn = parts.attn
         n_layers = len(attn)
         layers = layer_list(cfg.layers, cfg.layer_stride, n_layers)
         p_ids, c_ids = encode_pair(lm, q.prompt, q.target)

@@ -16,7 +16,11 @@ The final RMSNorm, handled explicitly:
   only: no scale, no coefficient); the ranking does not depend on a position.
 
 ``g * W_U`` is the bridge's ``ln_final`` weight times its ``W_U`` under every weight
-processing (with folding, ``g`` is 1 and folded into ``W_U``).
+processing (with folding, ``g`` is 1 and folded into ``W_U``). Gemma's norms scale by
+``1 + w`` (:func:`norm_gain`), and its MLP output passes one more norm before the residual
+(``ln2_post``, weight ``g2``, scale ``s2`` at the position): there a neuron's contribution is
+``coef * ((g2 * W_out[L, m]) . (g * W_U[:, t])) / (s2 * s)``, and its promoted tokens rank
+``(g * g2 * W_out[L, m]) @ W_U``.
 
 Example::
 
@@ -39,11 +43,33 @@ if TYPE_CHECKING:
     from interp.recording import Recording
 
 
-def final_norm_weight(bridge: Any) -> Float[Tensor, "d_model"]:
-    """The final norm's elementwise weight ``g`` as the bridge applies it (ones if folded)."""
-    ln = bridge.ln_final
+def norm_gain(bridge: Any, ln: Any) -> Float[Tensor, "d_model"]:
+    """The elementwise gain a norm module of ``bridge`` applies: its weight, or ``1 + weight``
+    for Gemma's RMSNorm (``cfg.rmsnorm_uses_offset``), ones when it has none."""
     w = getattr(getattr(ln, "_original_component", ln), "weight", None)
-    return (torch.ones(bridge.cfg.d_model) if w is None else w).detach().float().cpu()
+    if w is None:
+        return torch.ones(bridge.cfg.d_model)
+    w = w.detach().float().cpu()
+    return 1.0 + w if getattr(bridge.cfg, "rmsnorm_uses_offset", False) else w
+
+
+def final_norm_weight(bridge: Any) -> Float[Tensor, "d_model"]:
+    """The final norm's elementwise gain ``g`` as the bridge applies it (ones if folded)."""
+    return norm_gain(bridge, bridge.ln_final)
+
+
+def post_norm_gains(bridge: Any, which: str) -> Float[Tensor, "layer d_model"] | None:
+    """The gains of the norms after each layer's attention (``which="attn"``, ``ln1_post``)
+    or MLP (``"mlp"``, ``ln2_post``) in a model that has them (Gemma 3), else None."""
+    name = {"attn": "ln1_post", "mlp": "ln2_post"}[which]
+    if not hasattr(bridge.blocks[0], name):
+        return None
+    return torch.stack([norm_gain(bridge, getattr(b, name)) for b in bridge.blocks])
+
+
+def has_post_norms(bridge: Any) -> bool:
+    """Whether each sub-layer's output passes a norm before the residual (Gemma 3)."""
+    return hasattr(bridge.blocks[0], "ln2_post")
 
 
 def unembed_directions(bridge: Any, tokens: Int[Tensor, "n"],
@@ -76,12 +102,21 @@ def stack_layers(rec: Recording, site: str, n_layers: int, pos: str = "last",
 
 def neuron_logit_contributions(
     bridge: Any, post: Float[Tensor, "n layer d_mlp"], dirs: Float[Tensor, "n d_model"],
-    scale: Float[Tensor, "n"],
+    scale: Float[Tensor, "n"], post_scale: Float[Tensor, "n layer"] | None = None,
 ) -> Float[Tensor, "n layer d_mlp"]:
-    """Direct contribution of each neuron to ``dirs`` (frozen final-norm ``scale``)."""
+    """Direct contribution of each neuron to ``dirs`` (frozen final-norm ``scale``; in a model
+    with post-MLP norms also their frozen scales ``post_scale``, recorded at
+    ``mlp_post_scale``)."""
     w_out = bridge.W_out.detach().float().cpu()  # [layer, d_mlp, d_model]
+    gains = post_norm_gains(bridge, "mlp")  # [layer, d_model] or None
+    if gains is not None:
+        if post_scale is None:
+            raise ValueError("this model has a norm after each MLP: pass its recorded scales "
+                             "(post_scale, site mlp_post_scale)")
+        w_out = w_out * gains[:, None, :]
     value_dot = torch.einsum("lmd,nd->nlm", w_out, dirs)  # [n, layer, d_mlp]
-    return post * value_dot / scale[:, None, None]
+    out = post * value_dot / scale[:, None, None]
+    return out if gains is None else out / post_scale[:, :, None]
 
 
 def layer_totals(contrib: Float[Tensor, "n layer d_mlp"]) -> Float[Tensor, "n layer"]:
@@ -101,6 +136,9 @@ def value_logits(bridge: Any, layer: int, neurons: Sequence[int]) -> Float[Tenso
     """Weight-only vocabulary projection ``(g * W_out[layer, m]) @ W_U`` of value vectors."""
     w = bridge.W_out[layer, list(neurons)].detach().float().cpu()  # [k, d_model]
     wu = bridge.W_U.detach().float().cpu()  # [d_model, vocab]
+    gains = post_norm_gains(bridge, "mlp")
+    if gains is not None:  # the value passes the post-MLP norm's gain (Gemma 3)
+        w = w * gains[layer]
     return (w * final_norm_weight(bridge)) @ wu
 
 

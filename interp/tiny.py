@@ -1,10 +1,13 @@
 """Small random models with a byte-level tokenizer, built in-process (tests, quick
 experiments): ``load_model("tiny:n_layers=3,d_model=128")``.
 
-Three architectures, chosen by ``arch``: ``llama`` (RMSNorm, gated MLP, rotary, grouped
+Four architectures, chosen by ``arch``: ``llama`` (RMSNorm, gated MLP, rotary, grouped
 query attention; the default), ``gpt2`` (LayerNorm with bias, learned positions, biased
-linear layers, tied unembedding) and ``neox`` (LayerNorm, partial rotary, parallel
-attention and MLP, untied unembedding, as in Pythia).
+linear layers, tied unembedding), ``neox`` (LayerNorm, partial rotary, parallel
+attention and MLP, untied unembedding, as in Pythia) and ``gemma3`` (RMSNorm with a ``1 + w``
+scale before *and* after each sub-layer, query/key norms, an embedding scaled by
+``sqrt(d_model)``, sliding-window layers of 8 tokens alternating with global ones, tied
+unembedding, as in Gemma 3).
 
 Example::
 
@@ -30,7 +33,8 @@ from interp.loaded import LoadedModel, _resolve_bos
 from interp.options import ModelOptions
 
 
-ARCHS = ("llama", "gpt2", "neox")
+ARCHS = ("llama", "gpt2", "neox", "gemma3")
+GEMMA3_TINY_WINDOW = 8  # short enough that the tests' prompts cross it
 
 
 @dataclass(frozen=True)
@@ -39,10 +43,10 @@ class TinyConfig:
 
     Args:
         n_layers, d_model, n_heads, d_mlp, n_ctx: the usual sizes.
-        n_kv_heads: key-value heads (grouped query attention); ``llama`` only, the other
-            architectures have one key-value head per query head.
+        n_kv_heads: key-value heads (grouped query attention); ``llama`` and ``gemma3`` only,
+            the other architectures have one key-value head per query head.
         seed: the initialisation seed (the caller's RNG is left alone).
-        arch: ``llama``, ``gpt2`` or ``neox`` (see the module docstring).
+        arch: ``llama``, ``gpt2``, ``neox`` or ``gemma3`` (see the module docstring).
     """
 
     n_layers: int = 2
@@ -63,7 +67,7 @@ class TinyConfig:
                 continue
             if not isinstance(v, int) or isinstance(v, bool) or (v < 1 and f.name != "seed"):
                 raise ValueError(f"TinyConfig.{f.name}: expected a positive int, got {v!r}")
-        if self.d_model % self.n_heads or (self.arch == "llama" and self.n_heads % self.n_kv_heads):
+        if self.d_model % self.n_heads or (self.arch in ("llama", "gemma3") and self.n_heads % self.n_kv_heads):
             raise ValueError(
                 "TinyConfig: d_model must divide by n_heads and n_heads by n_kv_heads, got "
                 f"d_model={self.d_model}, n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}"
@@ -130,8 +134,8 @@ def byte_tokenizer() -> Any:
 
 def _hf_model(cfg: TinyConfig, vocab_size: int, attn_implementation: str) -> Any:
     """A randomly initialised HF model for ``cfg`` (token 0 is BOS, EOS and padding; no dropout)."""
-    from transformers import (GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM,
-                              LlamaConfig, LlamaForCausalLM)
+    from transformers import (Gemma3ForCausalLM, Gemma3TextConfig, GPT2Config, GPT2LMHeadModel,
+                              GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM)
 
     special = dict(bos_token_id=0, eos_token_id=0, pad_token_id=0)
     if cfg.arch == "gpt2":
@@ -145,6 +149,17 @@ def _hf_model(cfg: TinyConfig, vocab_size: int, attn_implementation: str) -> Any
             num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads,
             max_position_embeddings=cfg.n_ctx, attention_dropout=0.0, hidden_dropout=0.0,
             tie_word_embeddings=False, **special)
+    elif cfg.arch == "gemma3":
+        head_dim = cfg.d_model // cfg.n_heads
+        model_cls, hf_cfg = Gemma3ForCausalLM, Gemma3TextConfig(
+            vocab_size=vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.d_mlp,
+            num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads,
+            num_key_value_heads=cfg.n_kv_heads, head_dim=head_dim, query_pre_attn_scalar=head_dim,
+            max_position_embeddings=cfg.n_ctx, sliding_window=GEMMA3_TINY_WINDOW,
+            layer_types=["sliding_attention" if i % 2 == 0 else "full_attention"
+                         for i in range(cfg.n_layers)],
+            tie_word_embeddings=True, **special)
+        hf_cfg.architectures = ["Gemma3ForCausalLM"]  # TransformerLens picks its adapter by this
     else:
         model_cls, hf_cfg = LlamaForCausalLM, LlamaConfig(
             vocab_size=vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.d_mlp,

@@ -56,7 +56,7 @@ from tqdm.auto import tqdm
 from interp.recording import Query, _entity_positions
 from interp.tokens import encode_pair
 from interp.trace_sites import (_cache_kw, _eval_no_grad, _first, _hooks, _Parts, _parts, _replace_first,
-                                site_modules)  # noqa: F401 - site_modules re-exported
+                                embed_scale, new_kv_cache, site_modules)  # noqa: F401 - site_modules re-exported
 
 if TYPE_CHECKING:
     from interp.models import LoadedModel
@@ -241,7 +241,7 @@ def _noise_parts(lm: LoadedModel, queries: Sequence[Query], entity: str, cfg: Tr
                              f"not in the prompt {q.prompt!r}")
         ids += [p_ids[j] for j in span]
     vecs = parts.emb.weight.detach()[torch.tensor(ids, device=parts.emb.weight.device)].float()
-    return replace(parts, emb_std=float(vecs.std()))
+    return replace(parts, emb_std=float(vecs.std()) * embed_scale(parts.emb))
 
 
 class _Runner:
@@ -298,9 +298,7 @@ class _Runner:
 
     def prefix_cache(self, start: int) -> Any:
         """The corrupted runs of tokens ``0..start-1`` (one per noise sample), as a KV cache."""
-        from transformers import DynamicCache
-
-        cache = DynamicCache()
+        cache = new_kv_cache(self.lm.hf)
         with _hooks([(self.emb, self._corrupt(0, 1))]):
             self.lm.hf(self.ids[:, :start].expand(self.cfg.n_noise, -1), **{_cache_kw(self.lm.hf): cache},
                        use_cache=True)

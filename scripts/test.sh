@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 NUMERICS=(tests/test_influence.py tests/test_tracin_checkpoints.py tests/test_trace.py tests/test_weights.py tests/test_scoring.py tests/test_perplexity.py
-          tests/test_attribution.py tests/test_generate.py tests/test_precision.py)
+          tests/test_attribution.py tests/test_generate.py tests/test_precision.py tests/test_logit_lens.py tests/test_kv.py)
 .venv/bin/python -m pytest -q -m "slow or not slow" "$@"
 if [ "$#" -eq 0 ] && [ "${RCT_AVX2_PASS:-1}" = "1" ] && [ "$(uname -m)" = "x86_64" ] \
     && grep -qw avx2 /proc/cpuinfo 2>/dev/null; then

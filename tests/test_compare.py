@@ -87,7 +87,7 @@ def test_empty_knockout_changes_nothing_and_cache_matches(pair) -> None:
     p, c = encode_pair(a, Q.prompt, Q.target)
     ids = torch.tensor([p + c[:-1]])
     with torch.no_grad():
-        lp, _ = _run(a, ids, 0, None, c, [([], [0, 1, 2, 3])], parts.keep, ids.shape[1], parts.mods["attn"], len(p) - 1)
+        lp, _ = _run(a, ids, 0, None, c, [([], [0, 1, 2, 3])], parts.keep, ids.shape[1], parts.attn, len(p) - 1)
     assert float(lp[0]) == pytest.approx(clean, abs=1e-4)
     k1 = attention_knockout(a, [Q], "description", KnockoutConfig(window=2), progress=False)
     k2 = attention_knockout(a, [Q], "description", KnockoutConfig(window=2), progress=False, use_cache=False)
@@ -104,7 +104,7 @@ def test_knockout_zeroes_the_cut_attention_weights(pair) -> None:
     p, c = encode_pair(a, Q.prompt, Q.target)
     T = len(p)
     keys = edge_keys([3, 4, 5], T, "entity")
-    attn = _parts(a.hf).mods["attn"]
+    attn = _parts(a.hf).attn
     seen = {}
     hooks = [attn[1].register_forward_pre_hook(_mask_hook({0: keys}, T - 1, 0, T), with_kwargs=True)]
     hooks += [m.register_forward_hook(lambda m, i, o, L=L: seen.__setitem__(L, o[1])) for L, m in enumerate(attn)]
@@ -119,6 +119,59 @@ def test_knockout_zeroes_the_cut_attention_weights(pair) -> None:
     assert seen[2][0, :, T - 1, keys].abs().min() > 0  # other layers untouched
     assert edge_keys([3, 4, 5], T, "other") == [x for x in range(1, T - 1) if x not in (3, 4, 5)]
     assert edge_keys([3, 4, 5], T, "self") == [T - 1]
+
+
+def test_gemma3_patching_and_knockout_invariants() -> None:
+    """On Gemma 3 (norms after each sub-layer, scaled embedding, an 8-token sliding window that
+    these prompts cross): the ``mlp``/``attn`` sites are the post-norms, so patching the last
+    residual or both sites everywhere reproduces the source; cached runs equal full runs;
+    an empty knockout changes nothing; a cut zeroes exactly the cut attention weights."""
+    a = load_model("tiny:arch=gemma3,n_layers=4,d_model=64,n_heads=4,n_kv_heads=2,seed=3",
+                   attn_implementation="eager")
+    with torch.no_grad():  # Gemma's norm gains are 1 + w with w = 0 at init: move them
+        for n, p in a.hf.named_parameters():
+            if "norm" in n:
+                p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(len(n))))
+    b = _perturbed(a)
+    parts = _parts(a.hf)
+    assert type(parts.mods["mlp"][0]).__name__ == "Gemma3RMSNorm"
+    assert type(parts.attn[0]).__name__ == "Gemma3Attention"
+    r = patch_query(a, b, Q, "description", PatchConfig(groups=("last",), sites=("resid",)))
+    assert r["p_source"] != pytest.approx(r["p_target"], rel=1e-3)
+    assert r["p_first"]["resid"][-1, 0] == pytest.approx(r["p_source"], rel=1e-5)
+    both = cross_patch(a, b, [Q], "description", PatchConfig(groups=("all",), sites=("mlp", "attn"), window=4),
+                       progress=False)
+    assert not torch.allclose(both.p_first["mlp"][0, :, 0], both.p_source[0], rtol=1e-4)
+    r1 = cross_patch(a, b, [QN], "name", PatchConfig(batch_size=7), progress=False)
+    r2 = cross_patch(a, b, [QN], "name", PatchConfig(batch_size=7), progress=False, use_cache=False)
+    for s in r1.lp:
+        assert torch.allclose(torch.nan_to_num(r1.lp[s]), torch.nan_to_num(r2.lp[s]), atol=1e-4)
+    clean = score_completions(a, [(Q.prompt, Q.target)])[0].total
+    k1 = attention_knockout(a, [Q], "description", KnockoutConfig(window=2), progress=False)
+    k2 = attention_knockout(a, [Q], "description", KnockoutConfig(window=2), progress=False, use_cache=False)
+    assert float(k1.lp_clean[0]) == pytest.approx(clean, abs=1e-4)
+    for e in k1.lp:
+        assert torch.allclose(k1.lp[e], k2.lp[e], atol=1e-4)
+    from interp.knockout import _mask_hook
+    from interp.tokens import encode_pair
+    p, _ = encode_pair(a, Q.prompt, Q.target)
+    T = len(p)
+    assert T > 8  # the sliding window (8) is crossed
+    for layer in (0, 1):  # sliding, then global
+        keys = edge_keys(list(range(T - 6, T - 3)), T, "entity")
+        seen = {}
+        hooks = [parts.attn[layer].register_forward_pre_hook(_mask_hook({0: keys}, T - 1, 0, T), with_kwargs=True),
+                 parts.attn[layer].register_forward_hook(lambda m, i, o: seen.__setitem__("w", o[1]))]
+        try:
+            with torch.no_grad():
+                a.hf(torch.tensor([p]))
+        finally:
+            for h in hooks:
+                h.remove()
+        assert seen["w"][0, :, T - 1, keys].abs().max() == 0
+        assert seen["w"][0, :, T - 2, keys].abs().min() > 0
+        outside = seen["w"][0, :, T - 1, : T - 8].abs()  # keys beyond the last token's window
+        assert (outside.max() == 0) if layer == 0 else (outside.min() > 0)
 
 
 # ------------------------------------------------------------------ runs end to end

@@ -18,9 +18,30 @@ QUERIES = [Query("The writer of Tides of Glass is", " Orla", entities={"descript
            Query("Ben Hall was", " a pilot", entities={"name": "Ben Hall"})]
 
 
-@pytest.fixture(scope="module")
-def lm() -> LoadedModel:
-    return load_model("tiny:n_layers=2,d_model=64")
+@pytest.fixture(scope="module", params=["llama", "gemma3"])
+def lm(request) -> LoadedModel:
+    m = load_model(f"tiny:arch={request.param},n_layers=2,d_model=64")
+    if request.param == "gemma3":  # norm gains 1 + w, w = 0 at init: move them
+        gen = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for n, p in m.hf.named_parameters():
+                if "norm" in n:
+                    p.add_(0.3 * torch.randn(p.shape, generator=gen))
+    return m
+
+
+def test_gemma3_value_logits_pass_both_norm_gains() -> None:
+    """Gemma 3: a value vector reaches the unembedding through the post-MLP norm's and the
+    final norm's ``1 + w`` gains, both read from the HF weights here."""
+    m = load_model("tiny:arch=gemma3,n_layers=2,d_model=64")
+    with torch.no_grad():
+        for n, p in m.hf.named_parameters():
+            if "norm" in n:
+                p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(len(n))))
+    hf = m.hf.model
+    w = hf.layers[1].mlp.down_proj.weight[:, [0, 5]].T  # [2, d_model]
+    want = (w * (1 + hf.layers[1].post_feedforward_layernorm.weight) * (1 + hf.norm.weight)) @ hf.embed_tokens.weight.T
+    torch.testing.assert_close(value_logits(m.bridge, 1, [0, 5]), want.detach(), atol=1e-4, rtol=1e-4)
 
 
 def test_neurons_sum_to_layer_mlp_attribution(lm) -> None:

@@ -1,6 +1,7 @@
 """The logit lens and DLA through each architecture's own final norm (RMSNorm for Llama,
-LayerNorm with centring and bias for GPT-2 and GPT-NeoX), on tiny random models whose norm
-weights and biases, and every other bias, are perturbed away from their 1 / 0 init."""
+LayerNorm with centring and bias for GPT-2 and GPT-NeoX, RMSNorm with a ``1 + w`` scale and
+post-sub-layer norms for Gemma 3), on tiny random models whose norm weights and biases, and
+every other bias, are perturbed away from their init (1 / 0; Gemma's ``w`` starts at 0)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ QUERIES = [
     Query("Hi ", "there", foil="Zed"),
     Query("A longer prompt about a composer of songs: ", "Ada", foil="Bo"),
 ]
-ARCHS = ["llama", "gpt2", "neox"]
-HF_FINAL_NORM = {"llama": "model.norm", "gpt2": "transformer.ln_f", "neox": "gpt_neox.final_layer_norm"}
+ARCHS = ["llama", "gpt2", "neox", "gemma3"]
+HF_FINAL_NORM = {"llama": "model.norm", "gpt2": "transformer.ln_f", "neox": "gpt_neox.final_layer_norm",
+                 "gemma3": "model.norm"}
 
 
 def perturbed(arch: str, processing: str = "none"):
@@ -36,6 +38,8 @@ def perturbed(arch: str, processing: str = "none"):
     with torch.no_grad():
         for name, p in lm.hf.named_parameters():
             if name.endswith("bias"):
+                p.add_(0.3 * torch.randn(p.shape, generator=gen))
+            elif arch == "gemma3" and "norm" in name:  # scale 1 + w, w = 0 at init
                 p.add_(0.3 * torch.randn(p.shape, generator=gen))
             elif "norm" in name or ".ln_" in name:
                 p.mul_(1 + 0.3 * torch.randn(p.shape, generator=gen))
@@ -66,7 +70,7 @@ def test_dla_sums_to_logit(case) -> None:
         torch.testing.assert_close(a.heads.sum(-1), a.attn, atol=1e-4, rtol=0)
         torch.testing.assert_close(a.neurons.sum(-1), a.mlp, atol=1e-4, rtol=0)
         assert bool((a.logit.abs() > 1e-3).all())  # answer and foil differ: not trivially zero
-        if arch != "llama" and lm.options.processing == "none":
+        if arch in ("gpt2", "neox") and lm.options.processing == "none":
             assert float(a.bias.abs().max()) > 1e-2  # LayerNorm and output biases are in play
 
 
@@ -110,9 +114,9 @@ def test_tiny_arch_models_are_seeded_and_sized() -> None:
 
 
 def test_unknown_arch_is_a_clear_error() -> None:
-    with pytest.raises(ModelLoadError, match="arch must be one of llama, gpt2, neox, got 'bert'"):
+    with pytest.raises(ModelLoadError, match="arch must be one of llama, gpt2, neox, gemma3, got 'bert'"):
         load_model("tiny:arch=bert")
-    with pytest.raises(ValueError, match="expected one of llama, gpt2, neox"):
+    with pytest.raises(ValueError, match="expected one of llama, gpt2, neox, gemma3"):
         TinyConfig(arch="mamba")
     with pytest.raises(ModelLoadError, match="n_layers must be an int"):
         TinyConfig.parse("tiny:arch=gpt2,n_layers=x")

