@@ -11,7 +11,10 @@ Three views, all at the last prompt position (the one that predicts the first an
   ``bias`` (``b_U[t]``, the final LayerNorm's bias term, attention and MLP output biases;
   zero for Llama) sum to the model's logit. Under ``fold_ln_center`` the logit is the
   centred one the bridge computes (log-probs are unchanged). ``contrast=True`` explains
-  ``logit(answer) - logit(foil)`` instead.
+  ``logit(answer) - logit(foil)`` instead. In a model with a norm after each sub-layer (Gemma 3)
+  ``attn_out``/``mlp_out`` are those norms' outputs; heads and neurons, which come before
+  them, are multiplied by the norm's gain and divided by its recorded scale
+  (``attn_post_scale``, ``mlp_post_scale``), so they still sum to their layer.
 - :func:`grad_x_act`: gradient of the recorded objective (see :mod:`interp.recording`) times
   the activation, per attention layer, MLP layer, head (via ``z``) and neuron; at the last
   prompt position, or summed over every recorded position (``pos="all"``).
