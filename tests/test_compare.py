@@ -174,6 +174,21 @@ def test_gemma3_patching_and_knockout_invariants() -> None:
         assert (outside.max() == 0) if layer == 0 else (outside.min() > 0)
 
 
+def test_knockout_mask_built_without_one_keeps_a_sliding_window() -> None:
+    """Where the model passes no mask, the cut mask is built causal, and within the window of
+    a sliding-window attention module."""
+    from types import SimpleNamespace
+
+    from interp.knockout import _mask_hook
+
+    hs = torch.zeros(1, 6, 4)
+    for window, first_seen in ((None, 0), (3, 3)):
+        _, kw = _mask_hook({0: [4]}, 5, 0, 6)(SimpleNamespace(sliding_window=window), (), {"hidden_states": hs})
+        seen = kw["attention_mask"][0, 0] == 0  # [query, key]
+        assert seen[5].nonzero().flatten().tolist() == [k for k in range(first_seen, 6) if k != 4]
+        assert not bool(seen[2, 3:].any())  # causal
+
+
 # ------------------------------------------------------------------ runs end to end
 
 

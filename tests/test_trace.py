@@ -105,6 +105,10 @@ def test_other_architectures(arch) -> None:
     that the prompt crosses): the same exact recoveries, and the cached runs equal full-length
     runs."""
     other = load_model(f"tiny:arch={arch},n_layers=3,d_model=64,seed=2")
+    if arch == "gemma3":  # the noise is added to the embedding's output, scaled by sqrt(d_model)
+        from interp.trace_sites import _parts
+        emb = other.hf.get_input_embeddings()
+        assert _parts(other.hf).emb_std == pytest.approx(float(emb.weight.std()) * 64 ** 0.5, rel=1e-6)
     p_clean, p_corrupt, p_restored = restored_probability(other, Q, "name", [("resid", 1)])
     assert p_restored == pytest.approx(p_clean, rel=1e-5) and p_corrupt != pytest.approx(p_clean, rel=1e-6, abs=0)
     cfg = TraceConfig(n_noise=2, window=2, positions="key")
