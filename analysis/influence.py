@@ -17,7 +17,8 @@ the other facts' documents (``(s - mean) / sd`` over those, so 1 is one standard
 the influence of documents about other facts), because their raw scale differs from query to
 query; raw means are kept too. (Standardising over all documents would let the fact's own
 documents, when they are very influential, inflate the scale and shrink every other group.) Every effect is a mean
-over facts (one query per fact and direction) with a 95% bootstrap CI over facts.
+over facts (one query per fact and direction) with a 95% t interval over facts (15 facts a set
+by default: too few for a percentile bootstrap to hold its coverage).
 
 Example::
 
@@ -32,7 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats as sst
 
-from analysis.stats import bootstrap_mean_ci
+from analysis.intervals import ratio_t_ci, t_mean_ci
 
 GROUPS = ("same_fact_same_order", "same_fact_other_order", "other_facts_same_order", "other_facts_other_order")
 ORDERS = ("name_first", "description_first")
@@ -40,9 +41,10 @@ ROLES = ("name", "description", "template")
 TOP_K = 10
 
 
-def _ci(values: Sequence[float], seed: int = 0) -> dict[str, Any]:
-    r = bootstrap_mean_ci(np.asarray(values, dtype=float), seed=seed)
-    return {"mean": r["mean"], "ci_low": r["low"], "ci_high": r["high"], "n": r["n"]}
+def _ci(values: Sequence[float], seed: int = 0) -> dict[str, Any]:  # noqa: ARG001 - kept for callers
+    """Mean over facts with a t interval (``interval: "t"``)."""
+    r = t_mean_ci(np.asarray(values, dtype=float))
+    return {"mean": r["mean"], "ci_low": r["low"], "ci_high": r["high"], "n": r["n"], "interval": "t"}
 
 
 def standardise(scores: np.ndarray, queries: Sequence[dict[str, Any]], docs: Sequence[dict[str, Any]]) -> np.ndarray:
@@ -165,14 +167,15 @@ def agreement(a: np.ndarray, b: np.ndarray, queries: Sequence[dict[str, Any]], t
 
 
 def layer_profile(per_layer: np.ndarray, layers: Sequence[int], queries: Sequence[dict[str, Any]],
-                  docs: Sequence[dict[str, Any]], seed: int = 0, n_boot: int = 2000) -> dict[str, Any]:
+                  docs: Sequence[dict[str, Any]], seed: int = 0, n_boot: int = 2000) -> dict[str, Any]:  # noqa: ARG001
     """Per query set and own-fact group: the share of the group's summed influence that each
     layer's parameters carry, pooled over facts (sum over facts of a layer's influence over
-    the sum of the total), with a 95% bootstrap CI over facts. Pooling keeps facts whose group
-    has almost no influence from dividing by nearly zero. ``per_layer`` is ``[layer, query, doc]``."""
+    the sum of the total), with a 95% linearised t interval over facts
+    (:func:`analysis.intervals.ratio_t_ci`). Pooling keeps facts whose group has almost no
+    influence from dividing by nearly zero. ``per_layer`` is ``[layer, query, doc]``; ``seed``
+    and ``n_boot`` are kept for callers of the earlier bootstrap version and not used."""
     per_layer = np.asarray(per_layer, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    out: dict[str, Any] = {"layers": list(layers), "sets": {}}
+    out: dict[str, Any] = {"layers": list(layers), "sets": {}, "interval": "t (ratio, linearised)"}
     for key, sel in _query_sets(queries).items():
         entry = {}
         for g in ("same_fact_same_order", "same_fact_other_order"):
@@ -182,16 +185,11 @@ def layer_profile(per_layer: np.ndarray, layers: Sequence[int], queries: Sequenc
                 continue
             v = np.stack(rows)  # [fact, layer]
             total = v.sum()
-            if total <= 0:
-                entry[g] = {"share": None, "total": float(total), "n": len(rows)}
+            if total <= 0 or len(rows) < 2:
+                entry[g] = {"share": None if total <= 0 else (v.sum(axis=0) / total).tolist(),
+                            "total": float(total), "n": len(rows)}
                 continue
-            idx = rng.integers(0, len(v), size=(n_boot, len(v)))
-            boot = v[idx].sum(axis=1)  # [boot, layer]
-            denom = boot.sum(axis=1, keepdims=True)
-            boot = np.where(denom > 0, boot / np.where(denom > 0, denom, 1.0), np.nan)
-            entry[g] = {"share": (v.sum(axis=0) / total).tolist(),
-                        "ci_low": np.nanpercentile(boot, 2.5, axis=0).tolist(),
-                        "ci_high": np.nanpercentile(boot, 97.5, axis=0).tolist(), "n": len(rows)}
+            entry[g] = ratio_t_ci(v, v.sum(axis=1))
         out["sets"][key] = entry
     return out
 
@@ -256,7 +254,7 @@ def token_shares(per_token: np.ndarray, scores: np.ndarray, roles: Sequence[Sequ
                     shares.append([pos[r] / tot for r in ROLES])
                     base.append([count[r] / n for r in ROLES])
             if shares:
-                r = bootstrap_mean_ci(np.array(shares), seed=seed)
+                r = t_mean_ci(np.array(shares))
                 entry[which] = {role: {"share": r["mean"][k], "ci_low": r["low"][k], "ci_high": r["high"][k],
                                        "token_share": float(np.mean([b[k] for b in base]))}
                                 for k, role in enumerate(ROLES)}

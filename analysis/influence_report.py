@@ -74,7 +74,7 @@ def influence_markdown(s: dict[str, Any]) -> str:
              f"measurement: {m['measurement']}.",
              "Scores are standardised within each query against its background (z: standard deviations "
              "of the influence of other facts' documents, from their mean). Means over facts with 95% "
-             "bootstrap CIs over facts.", ""]
+             "t intervals over facts.", ""]
     lines += _group_tables(s["influence"], s["n_documents"])
     a = s.get("agreement")
     if a:

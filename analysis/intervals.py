@@ -20,6 +20,8 @@ seeds), family-wise tests over layers, and equivalence bounds.
 - :func:`tost`: two one-sided t-tests: "the mean lies within +-margin" at level 0.05, and the
   smallest margin the data can exclude (the 90% interval's farther end); over facts, or over
   a ``[seed, fact]`` table with the crossed standard error.
+- :func:`ratio_t_ci`: a ratio of sums over facts (a layer's share of a pooled total) with a
+  linearised t interval.
 
 ``tests/test_intervals.py`` checks the coverage by simulation at n = 20.
 
@@ -169,3 +171,28 @@ def tost(values: Any, margin: float, alpha: float = 0.05) -> dict[str, Any]:
     half = float(stats.t.ppf(1 - alpha, df)) * se
     return {"mean": m, "margin": margin, "p": max(p_low, p_high), "equivalent": max(p_low, p_high) < alpha,
             "bound": max(abs(m - half), abs(m + half)), "se": se, "df": df}
+
+
+def ratio_t_ci(num: Any, den: Any, level: float = 0.95) -> dict[str, Any]:
+    """The ratio of sums ``sum_f num[f] / sum_f den[f]`` over facts (``num`` ``[fact]`` or
+    ``[fact, column]``, ``den`` ``[fact]``) with a linearised t interval: the standard error of
+    a ratio estimator, ``sd_f(num_f - R den_f) / (sqrt(F) mean(den))``, and F - 1 degrees of
+    freedom. Returns ``share``, ``ci_low``, ``ci_high`` (lists for columns), ``n``; None where
+    the summed denominator is not positive."""
+    a = np.asarray(num, dtype=float)
+    b = np.asarray(den, dtype=float)
+    scalar = a.ndim == 1
+    a2 = a.reshape(a.shape[0], -1)
+    if b.shape != (a2.shape[0],) or a2.shape[0] < 2:
+        raise ValueError(f"ratio_t_ci: expected num [fact, ...] and den [fact] with >= 2 facts, got {a.shape}, {b.shape}")
+    F, total = a2.shape[0], float(b.sum())
+    if not total > 0:
+        return {"share": None, "ci_low": None, "ci_high": None, "n": F}
+    r = a2.sum(0) / total
+    resid = a2 - r[None] * b[:, None]
+    se = resid.std(0, ddof=1) / (math.sqrt(F) * (total / F))
+    half = float(stats.t.ppf(0.5 + level / 2, F - 1)) * se
+
+    def out(v: np.ndarray) -> Any:
+        return float(v[0]) if scalar else v.tolist()
+    return {"share": out(r), "ci_low": out(r - half), "ci_high": out(r + half), "n": F}

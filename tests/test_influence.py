@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.influence import agreement, group_masks, influence_summary, token_roles
+from analysis.influence import agreement, group_masks, influence_summary, layer_profile, token_roles
 from interp.influence import (InfluenceConfig, InfluenceError, ekfac_scores, layer_of, tracin_scores,
                               tracked_modules)
 from interp.tokens import encode_documents
@@ -168,6 +168,25 @@ def test_summary_recovers_a_planted_pattern() -> None:
     assert out["one_order"] == {}
     a = agreement(s, s + rng.normal(0, 0.01, s.shape), queries)
     assert a["spearman"]["mean"] > 0.99 and a["top_overlap"]["mean"] > 0.5
+
+
+def test_layer_profile_finds_the_planted_layer_with_t_intervals() -> None:
+    """Own same-order documents carry most of their influence in layer 1 of 3: its pooled share
+    comes out near 0.7 with a t interval around it, and the intervals are not percentiles."""
+    rng = np.random.default_rng(1)
+    docs = [_meta(f, o) for f in range(8) for o in ("name_first", "description_first")]
+    queries = [_meta(f, "name_first") for f in range(8)]
+    per_layer = np.abs(rng.normal(0.05, 0.02, (3, len(queries), len(docs))))
+    for i, q in enumerate(queries):
+        for j, d in enumerate(docs):
+            if d["fact_id"] == q["fact_id"] and d["order"] == q["order"]:
+                per_layer[:, i, j] = np.array([0.15, 0.7, 0.15]) * rng.uniform(1, 3) + rng.normal(0, 0.02, 3)
+    out = layer_profile(per_layer, [0, 1, 2], queries, docs)
+    (entry,) = out["sets"].values()
+    e = entry["same_fact_same_order"]
+    assert abs(e["share"][1] - 0.7) < 0.05 and e["ci_low"][1] < e["share"][1] < e["ci_high"][1]
+    assert e["ci_high"][1] - e["ci_low"][1] < 0.1 and e["n"] == 8
+    assert out["interval"].startswith("t")
 
 
 def test_token_roles_mark_name_and_description() -> None:

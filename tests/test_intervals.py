@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.intervals import crossed_t_interval, maxt_family, tost
+from analysis.intervals import crossed_t_interval, maxt_family, ratio_t_ci, tost
 
 
 def _coverage(gen, reps: int = 1500) -> float:
@@ -120,3 +120,21 @@ def test_bad_tables_fail_clearly() -> None:
         crossed_t_interval([1.0])
     with pytest.raises(ValueError, match="non-finite"):
         crossed_t_interval([[1.0, np.nan, 2.0]])
+
+
+def test_ratio_interval_covers_95_at_15_facts() -> None:
+    """A layer's share of a pooled total over 15 facts whose totals vary (lognormal) and whose
+    share of it is noisy around 0.3: the linearised t interval covers the population ratio."""
+    rng = np.random.default_rng(5)
+    hit, reps = 0, 1500
+    for _ in range(reps):
+        den = rng.lognormal(0.0, 0.5, 15)
+        num = den * np.clip(rng.normal(0.3, 0.1, 15), 0, 1)
+        r = ratio_t_ci(num, den)
+        hit += r["ci_low"] <= 0.3 <= r["ci_high"]
+    assert 0.92 <= hit / reps <= 0.975, hit / reps
+    cols = ratio_t_ci(np.stack([num, den - num], 1), den)
+    assert np.allclose(np.sum(cols["share"]), 1.0)
+    assert ratio_t_ci([1.0, 2.0], [-1.0, -2.0])["share"] is None
+    with pytest.raises(ValueError, match="ratio_t_ci"):
+        ratio_t_ci([1.0], [1.0])
