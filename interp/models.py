@@ -31,6 +31,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,10 @@ def load_model(spec: str | TinyConfig, options: ModelOptions | None = None, **kw
         _fail_fast(spec)
         lm = _load_pretrained(spec, "hf", options)
     lm.info["resolved"] = resolved
+    if resolved["dtype"] == "float16" and str(getattr(lm.hf.config, "model_type", "")).startswith("gemma"):
+        warnings.warn("Gemma models were trained in bfloat16 and their activations can exceed float16's "
+                      "range (65504), which gives inf or NaN logits; load with dtype='bfloat16' or 'float32'",
+                      stacklevel=2)
     lm.hf.to(resolved["device"])
     lm.hf.eval()
     return lm

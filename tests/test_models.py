@@ -28,6 +28,17 @@ def test_processed_bridge_keeps_log_probs(processing):
     assert (got - ref).abs().max().item() < 1e-4
 
 
+def test_gemma_in_float16_warns_and_other_dtypes_do_not():
+    """Gemma's activations can leave float16's range: loading one in float16 says so."""
+    with pytest.warns(UserWarning, match="bfloat16"):
+        load_model("tiny:arch=gemma3,n_layers=1,seed=1", dtype="float16")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_model("tiny:arch=gemma3,n_layers=1,seed=1", dtype="bfloat16")
+        load_model("tiny:n_layers=1,seed=1", dtype="float16")
+
+
 def test_gemma3_bridge_matches_hf_and_a_checkpoint_loads_back(tmp_path):
     """Gemma 3 (tiny): the bridge's logits are the HF model's past the 8-token sliding window,
     with non-trivial ``1 + w`` norm gains; a saved checkpoint loads back with its architecture
