@@ -61,7 +61,19 @@ def hidden_and_head(lm: LoadedModel) -> tuple[torch.nn.Module, torch.nn.Module] 
 
 # Architectures whose forward takes a custom 4D additive attention mask and explicit position
 # ids (tested on tiny in-process models of each); others fall back to padded batches.
-TREE_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "gpt2", "gpt_neox"})
+# Gemma 3 (``gemma3_text``) qualifies only for batches within its sliding window (see
+# :func:`fits_window`): the tree's one mask serves its local and global layers alike.
+TREE_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "gpt2", "gpt_neox", "gemma3_text"})
+
+
+def fits_window(lm: LoadedModel, encoded: Sequence[tuple[Sequence[int], Sequence[int]]]) -> bool:
+    """Whether every pair's fed tokens (prompt and completion but its last) fit in the model's
+    sliding attention window, if it has one: only then does one causal mask per sequence, as
+    the prefix tree builds it, equal the model's own masks."""
+    window = getattr(lm.hf.config, "sliding_window", None)
+    if not isinstance(window, int) or window <= 0:
+        return True
+    return all(len(p) + len(c) - 1 <= window for p, c in encoded)
 
 
 def supports_prefix_sharing(lm: LoadedModel) -> bool:
@@ -118,12 +130,15 @@ def score_ids(
         if not p or not c:
             raise ValueError("score_ids: every prompt and completion needs at least one token")
     if share_prefixes is None:
-        share_prefixes = supports_prefix_sharing(lm)
+        share_prefixes = supports_prefix_sharing(lm) and fits_window(lm, encoded)
     elif share_prefixes and not supports_prefix_sharing(lm):
         raise ValueError(
             f"share_prefixes=True needs a model type in {sorted(TREE_MODEL_TYPES)} with eager or sdpa "
             f"attention; got {lm.hf.config.model_type!r} with "
             f"{getattr(lm.hf.config, '_attn_implementation', None)!r}")
+    elif share_prefixes and not fits_window(lm, encoded):
+        raise ValueError(f"share_prefixes=True: a pair is longer than the model's sliding window "
+                         f"({lm.hf.config.sliding_window} tokens), where the prefix tree's masks would be wrong")
     run = _score_tree if share_prefixes else _score_padded
     out: list[CompletionScore | None] = [None] * len(encoded)
     bar = tqdm(total=len(encoded), desc="scoring", disable=not progress, unit="pair")

@@ -31,6 +31,13 @@ def test_gemma_answers_paris_and_its_shape(gemma):
     assert gen.text.startswith(" Paris")
     paris, rome = score_completions(gemma, [("The Eiffel Tower is in", " Paris"), ("The Eiffel Tower is in", " Rome")])
     assert paris.total > rome.total + 2.0
+    # prompts far inside its 512-token window: prefix-shared scoring equals padded batches
+    pairs = [("The Eiffel Tower is in", " Paris, France"), ("The Eiffel Tower is in", " Rome"),
+             ("The author of Hamlet is", " William Shakespeare")]
+    tree = score_completions(gemma, pairs, share_prefixes=True)
+    padded = score_completions(gemma, pairs, share_prefixes=False)
+    for a, b in zip(padded, tree):
+        assert list(b.token_logprobs) == pytest.approx(list(a.token_logprobs), abs=1e-3)
 
 
 @pytest.mark.slow

@@ -121,3 +121,28 @@ def test_prompt_with_no_tokens_and_no_bos_is_an_error(tiny):
     lm = dataclasses.replace(tiny, bos_token_id=None)
     with pytest.raises(ValueError, match="tokenises to nothing and the model has no BOS"):
         score_completions(lm, [("", " x")])
+
+
+def test_gemma3_shares_prefixes_only_within_its_sliding_window():
+    """Tiny Gemma 3 (an 8-token sliding window): the prefix tree's one mask per sequence is the
+    model's own mask only while every sequence fits in the window. Within it, tree scores equal
+    padded ones; beyond it the default falls back to padded batches (which apply the window),
+    and forcing the tree is refused."""
+    from interp import load_model
+    from interp.scoring import fits_window
+    from interp.tokens import encode_pair
+
+    lm = load_model("tiny:arch=gemma3,n_layers=2,n_kv_heads=2,seed=1")
+    assert lm.hf.config.sliding_window == 8 and supports_prefix_sharing(lm)
+    short = [("Q: a", " b c"), ("Q: a", " d"), ("Hi", " th")]
+    assert fits_window(lm, [encode_pair(lm, p, c) for p, c in short])
+    padded = score_completions(lm, short, share_prefixes=False)
+    tree = score_completions(lm, short, share_prefixes=True)
+    for a, b in zip(padded, tree):
+        assert list(b.token_logprobs) == pytest.approx(list(a.token_logprobs), abs=1e-5)
+    long = PAIRS[:2]
+    assert not fits_window(lm, [encode_pair(lm, p, c) for p, c in long])
+    default = score_completions(lm, long)
+    assert [s.total for s in default] == pytest.approx([s.total for s in score_completions(lm, long, share_prefixes=False)], abs=1e-6)
+    with pytest.raises(ValueError, match="sliding window"):
+        score_completions(lm, long, share_prefixes=True)
