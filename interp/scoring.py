@@ -167,10 +167,15 @@ def _completion_logprobs(lm: LoadedModel, rows: torch.Tensor, cols: torch.Tensor
     return _gather_targets(logits, targets)
 
 
-def _gather_targets(logits: torch.Tensor, targets: list[int]) -> tuple[list[float], list[int]]:
+def _gather_targets(logits: torch.Tensor, targets: list[int], rows: torch.Tensor | None = None
+                    ) -> tuple[list[float], list[int]]:
+    """Log-prob of each target and the argmax, from row ``rows[k]`` of ``logits`` for target
+    ``k`` (row ``k`` when ``rows`` is None)."""
     logp = torch.log_softmax(logits.float(), dim=-1)
     t = torch.tensor(targets, device=logp.device)
-    return logp[torch.arange(len(targets), device=logp.device), t].tolist(), logp.argmax(-1).tolist()
+    if rows is None:
+        rows = torch.arange(len(targets), device=logp.device)
+    return logp[rows, t].tolist(), logp.argmax(-1)[rows].tolist()
 
 
 def _score_padded(lm, encoded, batch_size):
@@ -209,4 +214,6 @@ def _score_tree(lm, encoded, batch_size):
             nodes += path[len(p) - 1 :]
             targets += c
         hidden = tree_forward(body, lm.hf, tree)
-        yield idx, _gather_targets(head(hidden[torch.tensor(nodes, device=hidden.device)]), targets)
+        # pairs that share a prompt are predicted from its last node: unembed each node once
+        uniq, inverse = torch.unique(torch.tensor(nodes, device=hidden.device), return_inverse=True)
+        yield idx, _gather_targets(head(hidden[uniq]), targets, rows=inverse)
