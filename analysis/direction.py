@@ -207,7 +207,11 @@ def key_response(rec_fwd: Recording, fwd: QuerySet, rec_test: Recording, test: Q
     facts' test prompts. Forward neurons: the ``top_k`` largest activation x gradient at the
     entity's last token of the fact's template-0 prompt in ``fwd``; their pattern: those
     activations as a unit vector (key coefficients can be negative); the response: the test
-    activations of the same neurons projected on it."""
+    activations of the same neurons projected on it. Two summaries over facts, each with a t
+    interval: ``z`` (own response minus the others' mean, over the others' standard deviation;
+    heavy-tailed when the others happen to agree) and ``rank`` (the share of the other facts
+    whose response is below the own one, ties half; 0.5 is chance, bounded, so its t interval
+    holds at a few facts). The control passes on ``rank``."""
     a_fwd = _mlp_post(rec_fwd, fwd).numpy()
     gxa = a_fwd * _mlp_post(rec_fwd, fwd, grad=True).numpy()
     sel = {q.meta["fact_id"]: i for i, q in enumerate(fwd.queries) if q.meta["template"] == 0}
@@ -217,7 +221,7 @@ def key_response(rec_fwd: Recording, fwd: QuerySet, rec_test: Recording, test: Q
     if len(facts) < 3:
         raise ValueError(f"key_response: {len(facts)} facts in both {fwd.name} and {test.name} "
                          f"(template {test_template}); need at least 3")
-    z, diff = [], []
+    z, diff, rank = [], [], []
     for f in facts:
         idx = np.argsort(-gxa[sel[f]])[:top_k]
         pattern = a_fwd[sel[f], idx] / max(float(np.linalg.norm(a_fwd[sel[f], idx])), 1e-12)
@@ -225,10 +229,12 @@ def key_response(rec_fwd: Recording, fwd: QuerySet, rec_test: Recording, test: Q
         others = np.array([v for g, v in resp.items() if g != f])
         sd = others.std(ddof=1)
         diff.append(resp[f] - others.mean())
+        rank.append(float(((others < resp[f]).sum() + 0.5 * (others == resp[f]).sum()) / others.size))
         z.append(diff[-1] / sd if sd > 0 else np.nan)
     z_arr = np.asarray(z)
     return {"z": _ci(z_arr[np.isfinite(z_arr)]) if np.isfinite(z_arr).sum() >= 2 else None,
-            "activation_diff": _ci(np.asarray(diff)), "n_facts": len(facts), "top_k": top_k}
+            "rank": _ci(np.asarray(rank)), "activation_diff": _ci(np.asarray(diff)),
+            "n_facts": len(facts), "top_k": top_k}
 
 
 def direction_comparison(models: dict[str, LoadedModel], ds: Any, config: DirectionConfig | None = None,
@@ -261,7 +267,7 @@ def direction_comparison(models: dict[str, LoadedModel], ds: Any, config: Direct
             if fwd in sets and rev in sets:
                 out[rev]["key"] = key_response(recs[fwd], sets[fwd], recs[rev], sets[rev], cfg.top_k)
                 ctrl = key_response(recs[fwd], sets[fwd], recs[fwd], sets[fwd], cfg.top_k, test_template=1)
-                ctrl["passes"] = bool(ctrl["z"] is not None and ctrl["z"]["ci_low"] > 0)
+                ctrl["passes"] = bool(ctrl["rank"]["ci_low"] is not None and ctrl["rank"]["ci_low"] > 0.5)
                 out[fwd]["key_control"] = ctrl
         res["models"][label] = out
     bar.close()
@@ -280,7 +286,7 @@ def summary_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
             key = s.get("key") or s.get("key_control")
             rows.append({"set": name, "direction": res["sets"][name]["direction"], "model": label,
                          "contrast_logit": s["contrast_logit"], **s["totals"], "peak": s["peak"],
-                         "key_z": key["z"] if key else None,
+                         "key_z": key["z"] if key else None, "key_rank": key.get("rank") if key else None,
                          "key_kind": "reverse entity" if "key" in s else "second trained prompt (control)"})
     return rows
 
@@ -301,16 +307,18 @@ def summary_markdown(res: dict[str, Any]) -> str:
         "largest layer of the three profiles, family-wise p over all of them (max-T). Key z: "
         "the forward fact's top neurons at the reverse query's entity (reverse sets) or at the "
         "same entity in a second trained prompt (trained sets: the positive control), as a "
-        "z-score against the other facts' prompts.", "",
+        "z-score against the other facts' prompts; key rank: the share of the other facts "
+        "whose response is below the own one (0.5 is chance; the control passes when its "
+        "interval lies above 0.5).", "",
         "| set | direction | model | answer - foil logit | attention (last) | MLP (last) | "
-        "MLP at entity | peak (p_fw) | key z |",
-        "|---|---|---|---|---|---|---|---|---|"]
+        "MLP at entity | peak (p_fw) | key z | key rank |",
+        "|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary_rows(res):
         pk = r["peak"]
         lines.append(f"| {r['set']} | {r['direction']} | {r['model']} | {_fmt(r['contrast_logit'])} | "
                      f"{_fmt(r['attn_last'])} | {_fmt(r['mlp_last'])} | {_fmt(r['mlp_entity'])} | "
                      f"{pk['profile']} L{pk['layer']} {pk['mean']:+.2f} (p_fw {pk['p_family']:.3g}) | "
-                     f"{_fmt(r['key_z'])} |")
+                     f"{_fmt(r['key_z'])} | {_fmt(r['key_rank'])} |")
     return "\n".join(lines) + "\n"
 
 

@@ -70,14 +70,18 @@ def test_key_side_control_sees_a_shared_entity(lm, ds) -> None:
     """The positive control: a fact's forward neurons, chosen on one prompt, respond to the
     same entity in another prompt far more than to the other facts' entities (the entity's
     tokens are the same, so its key is there by construction). At the reverse query's entity,
-    a different string in a random model, they do not respond more to their own fact."""
+    a different string in a random model, they do not respond more to their own fact. The
+    control is read on the bounded rank: the z-score's mean is large on every seed of the
+    model (+4.8 to +11 on seeds 1-8) but its t interval is wide when one fact's others happen to
+    agree (z +63 next to +1.3)."""
     sets = {n: with_foils(lm, q) for n, q in _sets(lm, ds, 8).items()}
     fwd, rev = sets["p2d_forward"], sets["p2d_reverse"]
     rf, rr = record_direction(lm, fwd), record_direction(lm, rev)
     ctrl = key_response(rf, fwd, rf, fwd, top_k=10, test_template=1)
     back = key_response(rf, fwd, rr, rev, top_k=10)
-    assert ctrl["n_facts"] == 8 and ctrl["z"]["ci_low"] > 0.5  # measured 1.24 (z mean 3.3)
-    assert back["z"]["mean"] < ctrl["z"]["mean"] / 2
+    assert ctrl["n_facts"] == 8 and ctrl["rank"]["ci_low"] > 0.75
+    assert ctrl["z"]["mean"] > 2 and back["z"]["mean"] < ctrl["z"]["mean"] / 2
+    assert back["rank"]["mean"] < ctrl["rank"]["mean"] - 0.2
 
 
 def test_direction_comparison_end_to_end(lm, ds, tmp_path) -> None:
